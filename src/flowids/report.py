@@ -1,0 +1,483 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Render a run record as the Markdown report (README.md) that sits in its run directory.
+
+The report is built only from the record, so it can be rendered again from ``run.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import PurePath
+from typing import Any
+
+from flowids.evaluation import confusion_markdown, metrics_markdown, per_label_markdown
+
+logger = logging.getLogger(__name__)
+
+MISSING = "n/a"
+
+_PLOT_CAPTIONS = {
+    "learning_curves": "Learning curves: loss and metrics per epoch, training and validation flows",
+    "precision": "Precision per epoch",
+    "recall": "Recall per epoch",
+    "roc": "ROC curve on the test split",
+    "confusion_matrix": "Confusion matrix on the test split",
+}
+
+
+def render_run_readme(record: Mapping[str, Any]) -> str:
+    """Render the Markdown report of one run.
+
+    Parameters
+    ----------
+    record : mapping
+        The run record as written to ``run.json``. Only ``run_id`` is required; every
+        section whose keys are absent is left out.
+
+    Returns
+    -------
+    str
+        Markdown text ending in a newline, meant for ``README.md`` in the run directory.
+
+    Notes
+    -----
+    Rates are shown with 4 decimals and counts with thousands separators; a missing or
+    non-finite value (an ROC AUC on a test split with one class) reads ``n/a``.
+    """
+    sections = [
+        f"# Run {record['run_id']}",
+        _created_line(record),
+        _summary(record),
+        _data_section(record),
+        _split_section(record),
+        _preprocessing_section(record),
+        _model_section(record),
+        _training_section(record),
+        *_evaluation_sections(record),
+        _plots_section(record),
+        _reproduce_section(record),
+        _environment_section(record),
+        _files_section(record),
+    ]
+    return "\n\n".join(s for s in sections if s) + "\n"
+
+
+def reproduce_command(record: Mapping[str, Any]) -> str:
+    """Return the ``flowids train`` command line that repeats a run.
+
+    Parameters
+    ----------
+    record : mapping
+        A run record; uses ``data.files[].path``, ``preset``, ``optimizer``, ``split.name``
+        and ``split.seed`` (or ``config.split`` and ``config.seed``) where present.
+
+    Returns
+    -------
+    str
+        One shell-quoted command line.
+    """
+    config = record.get("config") or {}
+    split = record.get("split") or {}
+    words = ["flowids", "train"]
+    paths = [str(f["path"]) for f in _data_files(record) if "path" in f]
+    if paths:
+        words += ["--data", *paths]
+    if record.get("preset"):
+        words += ["--preset", str(record["preset"])]
+    if record.get("optimizer"):
+        words += ["--optimizer", str(record["optimizer"])]
+    split_name = split.get("name", config.get("split"))
+    if split_name:
+        words += ["--split", str(split_name)]
+    seed = split.get("seed", config.get("seed"))
+    if seed is not None:
+        words += ["--seed", str(seed)]
+    return shlex.join(words)
+
+
+def count(value: Any) -> str:
+    """Format a count with thousands separators (``12,345``), or ``n/a``."""
+    if not _is_number(value):
+        return MISSING
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{float(value):,.1f}"
+
+
+def rate(value: Any) -> str:
+    """Format a rate or probability with 4 decimals (``0.9876``), or ``n/a``."""
+    if not _is_number(value):
+        return MISSING
+    return f"{float(value):.4f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "") -> str:
+    """Return a Markdown table; ``align`` holds one ``l`` or ``r`` per column (default ``l``)."""
+    align = align.ljust(len(header), "l")
+    rule = ["---:" if a == "r" else "---" for a in align]
+    lines = [_row(header), _row(rule)]
+    lines += [_row([_cell(v) for v in r]) for r in rows]
+    return "\n".join(lines)
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _cell(value: Any) -> str:
+    text = MISSING if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool) or value is None:
+        return False
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _plain(value: Any) -> str:
+    """Format a setting as written in the config: no separators, so seeds stay readable."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ", ".join(_plain(v) for v in value) or "(none)"
+    return str(value)
+
+
+def _data_files(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return list((record.get("data") or {}).get("files") or [])
+
+
+def _file_names(record: Mapping[str, Any]) -> list[str]:
+    return [PurePath(str(f["path"])).name for f in _data_files(record) if "path" in f]
+
+
+def _test_metrics(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    return (record.get("metrics") or {}).get("test") or {}
+
+
+def _created_line(record: Mapping[str, Any]) -> str:
+    parts = []
+    if record.get("created"):
+        parts.append(f"Created {record['created']}")
+    if record.get("flowids_version"):
+        parts.append(f"flowids {record['flowids_version']}")
+    return "_" + ", ".join(parts) + "._" if parts else ""
+
+
+def _summary(record: Mapping[str, Any]) -> str:
+    return " ".join(s for s in (_summary_setup(record), _summary_results(record)) if s)
+
+
+def _summary_setup(record: Mapping[str, Any]) -> str:
+    kind = record.get("kind", "train")
+    verb = "trained" if kind == "train" else f"({kind}) used"
+    text = f"This run {verb} a {record.get('model', 'model')} model"
+    if record.get("preset"):
+        text += f" from preset `{record['preset']}`"
+    if record.get("optimizer"):
+        text += f" with the {record['optimizer']} optimizer"
+    names = _file_names(record)
+    if names:
+        kept = [f.get("flows_kept") for f in _data_files(record)]
+        if all(_is_number(k) for k in kept):
+            text += f" on {count(sum(kept))} flows"
+        text += f" from {', '.join(names)}"
+    split = record.get("split") or {}
+    if split:
+        text += (
+            f", split {split.get('name', 'in an unrecorded way')}"
+            f" (seed {_plain(split.get('seed'))}) into {count(split.get('train_flows'))}"
+            f" training, {count(split.get('validation_flows'))} validation"
+            f" and {count(split.get('test_flows'))} test flows"
+        )
+    return text + "."
+
+
+def _summary_results(record: Mapping[str, Any]) -> str:
+    m = _test_metrics(record)
+    if not m:
+        return "No test metrics were recorded."
+    text = (
+        f"On the {count(m.get('n_flows'))} test flows ({count(m.get('n_attack'))} attack,"
+        f" {count(m.get('n_benign'))} benign) at threshold {rate(m.get('threshold'))} it reached"
+        f" precision {rate(m.get('precision'))}, recall {rate(m.get('recall'))}"
+        f" ({count(m.get('tp'))} of {count(m.get('n_attack'))} attack flows detected),"
+        f" F1 {rate(m.get('f1'))} and a false-positive rate of"
+        f" {rate(m.get('false_positive_rate'))} ({count(m.get('fp'))} of"
+        f" {count(m.get('n_benign'))} benign flows called attacks), that is"
+        f" {_per10k(m.get('false_alarms_per_10k_benign'))} false alarms per 10,000 benign flows."
+    )
+    twins = (record.get("split") or {}).get("test_twins_in_train")
+    if _is_number(twins) and twins > 0:
+        text += f" {count(twins)} test flows have an exact twin among the training flows."
+    return text
+
+
+def _per10k(value: Any) -> str:
+    return f"{float(value):,.2f}" if _is_number(value) else MISSING
+
+
+def _data_section(record: Mapping[str, Any]) -> str:
+    data = record.get("data") or {}
+    if not data:
+        return ""
+    parts = ["## Data"]
+    files = _data_files(record)
+    if files:
+        rows = [
+            [
+                f"`{PurePath(str(f.get('path', '?'))).name}`",
+                f.get("dialect"),
+                count(f.get("rows_read")),
+                count(f.get("flows_kept")),
+                f"`{f['sha256']}`" if f.get("sha256") else None,
+            ]
+            for f in files
+        ]
+        header = ["file", "dialect", "rows read", "flows kept", "sha256"]
+        parts.append(markdown_table(header, rows, "llrrl"))
+    if data.get("labels"):
+        parts += ["### Labels", _labels_table(data["labels"])]
+    parts.append(_counted_table("Flows dropped", "reason", "flows", data.get("dropped")))
+    parts.append(_counted_table("Values repaired", "repair", "values", data.get("repaired")))
+    return "\n\n".join(p for p in parts if p)
+
+
+def _labels_table(labels: Mapping[str, Any]) -> str:
+    total = sum(v for v in labels.values() if _is_number(v))
+    ordered = sorted(labels.items(), key=lambda kv: (-(kv[1] or 0), kv[0]))
+    rows = [[label, count(n), rate(n / total) if total else MISSING] for label, n in ordered]
+    return markdown_table(["label", "flows", "share"], rows, "lrr")
+
+
+def _counted_table(title: str, what: str, unit: str, counts: Mapping[str, Any] | None) -> str:
+    if counts is None:
+        return ""
+    if not counts:
+        return f"### {title}\n\nNone."
+    rows = [[reason, count(n)] for reason, n in counts.items()]
+    return f"### {title}\n\n" + markdown_table([what, unit], rows, "lr")
+
+
+def _split_section(record: Mapping[str, Any]) -> str:
+    split = record.get("split") or {}
+    if not split:
+        return ""
+    rows = [
+        ["split", _plain(split.get("name"))],
+        ["seed", _plain(split.get("seed"))],
+        ["training flows", count(split.get("train_flows"))],
+        ["validation flows", count(split.get("validation_flows"))],
+        ["test flows", count(split.get("test_flows"))],
+        ["test flows with a twin in training", count(split.get("test_twins_in_train"))],
+    ]
+    text = "## Split\n\n" + markdown_table(["", "value"], rows, "lr")
+    twins = split.get("test_twins_in_train")
+    if _is_number(twins):
+        text += "\n\n" + _twins_sentence(twins, split.get("test_flows"))
+    return text
+
+
+def _twins_sentence(twins: Any, test_flows: Any) -> str:
+    share = f" ({100 * twins / test_flows:.1f} %)" if _is_number(test_flows) and test_flows else ""
+    if twins == 0:
+        return (
+            "No test flow has an exact twin (the same feature vector) among the training flows, "
+            "so the test scores measure flows the model has not seen."
+        )
+    return (
+        f"{count(twins)} test flows{share} have an exact twin (the same feature vector) among "
+        "the training flows. CIC-IDS2017 repeats many flows, so a model can score these by "
+        "recall of its training data rather than by generalisation: the test metrics are an "
+        "optimistic estimate. A split that keeps twins out of the test set gives a fairer one."
+    )
+
+
+def _preprocessing_section(record: Mapping[str, Any]) -> str:
+    prep = record.get("preprocessing") or {}
+    if not prep:
+        return ""
+    dropped = prep.get("constant_features_dropped")
+    rows = [
+        ["features read", count(prep.get("n_features_in"))],
+        ["features used", count(prep.get("n_features"))],
+        ["non-finite values", _plain(prep.get("non_finite_rule"))],
+        ["scaling", _plain(prep.get("scaling"))],
+    ]
+    text = "## Preprocessing\n\n" + markdown_table(["step", "setting"], rows, "ll")
+    if dropped is not None:
+        names = ", ".join(f"`{n}`" for n in dropped) or "none"
+        text += f"\n\nConstant features dropped on the training flows ({len(dropped)}): {names}."
+    return text + "\n\nAll of it is fitted on the training flows only and applied unchanged."
+
+
+def _model_section(record: Mapping[str, Any]) -> str:
+    layers = record.get("architecture") or []
+    if not layers and "total_params" not in record:
+        return ""
+    parts = [f"## Model\n\nModel: {record.get('model', MISSING)}."]
+    if layers:
+        rows = [
+            [
+                layer.get("name"),
+                layer.get("type"),
+                f"`{layer.get('output_shape', MISSING)}`",
+                count(layer.get("params")),
+            ]
+            for layer in layers
+        ]
+        parts.append(markdown_table(["layer", "type", "output shape", "params"], rows, "lllr"))
+    parts.append(
+        f"Total parameters: {count(record.get('total_params'))};"
+        f" trainable: {count(record.get('trainable_params'))}."
+    )
+    return "\n\n".join(parts)
+
+
+def _training_section(record: Mapping[str, Any]) -> str:
+    config = record.get("config") or {}
+    training = record.get("training") or {}
+    if not config and not training:
+        return ""
+    parts = ["## Optimizer and training settings"]
+    rows = []
+    if record.get("optimizer"):
+        rows.append(["optimizer", record["optimizer"]])
+    rows += [[f"`{key}`", _plain(value)] for key, value in config.items()]
+    if rows:
+        parts.append(markdown_table(["setting", "value"], rows, "ll"))
+    if training:
+        seconds = training.get("seconds")
+        took = f"{float(seconds):,.1f} s" if _is_number(seconds) else MISSING
+        parts.append(
+            f"Training ran {count(training.get('epochs_run'))} epochs in {took}"
+            f" ({count(_round(training.get('flows_per_s')))} flows per s)."
+        )
+    return "\n\n".join(parts)
+
+
+def _round(value: Any) -> Any:
+    return round(float(value)) if _is_number(value) else value
+
+
+def _evaluation_sections(record: Mapping[str, Any]) -> list[str]:
+    metrics_by_split = record.get("metrics") or {}
+    sections = []
+    for split_name in sorted(metrics_by_split, key=lambda s: (s != "test", s)):
+        m = metrics_by_split[split_name]
+        if not m:
+            continue
+        parts = [f"## Evaluation on the {split_name} split", metrics_markdown(m).strip()]
+        if split_name == "test" and all(k in m for k in ("tn", "fp", "fn", "tp")):
+            parts += ["### Confusion matrix (flows)", confusion_markdown(m).strip()]
+        if split_name == "test" and m.get("per_label"):
+            parts += ["### Per label", per_label_markdown(m).strip()]
+        sections.append("\n\n".join(parts))
+    prediction = record.get("prediction") or {}
+    if sections and _is_number(prediction.get("flows_per_s")):
+        sections[0] += (
+            f"\n\nPrediction speed: {count(_round(prediction['flows_per_s']))} flows per s."
+        )
+    return sections
+
+
+def _plots_section(record: Mapping[str, Any]) -> str:
+    plots = record.get("plots") or {}
+    if not plots:
+        return ""
+    images = []
+    for key, file_name in plots.items():
+        caption = _PLOT_CAPTIONS.get(key, key.replace("_", " ").capitalize())
+        images.append(f"![{caption}]({file_name})")
+    return "## Plots\n\n" + "\n\n".join(images)
+
+
+def _reproduce_section(record: Mapping[str, Any]) -> str:
+    text = "## Reproduce\n\n```sh\n" + reproduce_command(record) + "\n```"
+    if _data_files(record):
+        text += "\n\nThe data files must match the sha256 sums listed under Data."
+    return text
+
+
+def _environment_section(record: Mapping[str, Any]) -> str:
+    env = record.get("environment") or {}
+    if not env and not record.get("flowids_version"):
+        return ""
+    rows = []
+    if record.get("flowids_version"):
+        rows.append(["flowids", record["flowids_version"]])
+    rows += [[name, _plain(version)] for name, version in env.items()]
+    return "## Environment\n\n" + markdown_table(["component", "version"], rows, "ll")
+
+
+def _files_section(record: Mapping[str, Any]) -> str:
+    files = record.get("files") or {}
+    if not files:
+        return ""
+    lines = [f"- {what}: [`{name}`]({name})" for what, name in files.items()]
+    return "## Files\n\n- run record: [`run.json`](run.json)\n" + "\n".join(lines)
+
+
+_COMPARISON_HEADER = [
+    "run",
+    "model",
+    "preset",
+    "split",
+    "data",
+    "precision",
+    "recall",
+    "F1",
+    "false-positive rate",
+    "false alarms per 10,000 benign",
+    "ROC AUC",
+    "training s",
+    "prediction flows per s",
+]
+
+
+def render_comparison_markdown(frame: Any) -> str:
+    """Render the table of :func:`flowids.runs.compare_runs` as a Markdown page.
+
+    Parameters
+    ----------
+    frame : DataFrame of shape (n_runs, 12)
+        Indexed by run id, with the columns of ``flowids.runs.COMPARE_COLUMNS``.
+
+    Returns
+    -------
+    str
+        Markdown text with the table and the ``comparison.png`` chart embedded.
+    """
+    rows = []
+    for run_id, r in frame.iterrows():
+        seconds = r["training_seconds"]
+        rows.append(
+            [
+                f"`{run_id}`",
+                r["model"],
+                r["preset"],
+                r["split"],
+                r["data"],
+                *(rate(r[c]) for c in ("precision", "recall", "f1", "false_positive_rate")),
+                _per10k(r["false_alarms_per_10k_benign"]),
+                rate(r["roc_auc"]),
+                f"{float(seconds):,.1f}" if _is_number(seconds) else MISSING,
+                count(_round(r["prediction_flows_per_s"])),
+            ]
+        )
+    table = markdown_table(_COMPARISON_HEADER, rows, "lllll" + "r" * 8)
+    return (
+        "# Comparison of runs\n\nResults on each run's test split; `n/a` where a run did not "
+        "record the value or it is undefined.\n\n"
+        + table
+        + "\n\n![Precision, recall and F1 per run](comparison.png)\n"
+    )
