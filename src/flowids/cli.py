@@ -1,0 +1,307 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The flowids command line: parse options, call the library, report.
+
+Exit status: 0 on success, 2 on a usage error or bad input, 1 on any other failure. Errors
+print as one ``error: ...`` line; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+import tomllib
+from pathlib import Path
+
+from flowids import __version__
+from flowids.errors import FlowidsError, UsageError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", help="also log per-chunk detail")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
+def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=DEFAULT_RUNS_DIR,
+        metavar="DIR",
+        help="directory that holds run records (default: %(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="flowids",
+        description="Train, evaluate and apply a BiLSTM detector of attack traffic on "
+        "CICFlowMeter flow records.",
+    )
+    parser.add_argument("--version", action="version", version=f"flowids {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser(
+        "train",
+        help="train a detector and write a run record",
+        description="Read labelled flow CSVs, split them, fit preprocessing and the network on "
+        "the training part, evaluate on the test part and write a run record. The run "
+        "directory is printed as the last line of standard output.",
+    )
+    train.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="flow CSV files (plain or .gz), directories or glob patterns",
+    )
+    train.add_argument(
+        "--preset", default="seed-20200924", help="named settings (default: %(default)s)"
+    )
+    train.add_argument(
+        "--config", type=Path, metavar="FILE", help="TOML file overriding the preset"
+    )
+    train.add_argument("--epochs", type=int, metavar="N", help="training epochs")
+    train.add_argument("--batch-size", type=int, metavar="N", help="flows per training batch")
+    train.add_argument("--learning-rate", type=float, metavar="RATE", help="initial learning rate")
+    train.add_argument("--seed", type=int, metavar="N", help="seed of the split and the network")
+    train.add_argument(
+        "--test-fraction", type=float, metavar="F", help="share of flows held out for testing"
+    )
+    train.add_argument(
+        "--validation-fraction",
+        type=float,
+        metavar="F",
+        help="share of the training part (its end) used for validation",
+    )
+    train.add_argument(
+        "--threshold",
+        type=float,
+        metavar="P",
+        help="attack probability from which a flow is an attack",
+    )
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any setting, e.g. --set lstm_units=[32,16,8] (repeatable)",
+    )
+    train.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_runs_dir(train)
+    _add_common(train)
+
+    predict = commands.add_parser(
+        "predict",
+        help="score flow files with a trained run",
+        description="Score every flow of the given files with a run's saved model, "
+        "preprocessing and threshold, and write one line per flow. With labelled input the "
+        "evaluation is printed too.",
+    )
+    predict.add_argument(
+        "files", nargs="+", metavar="FILE", help="flow CSV files, directories or globs"
+    )
+    predict.add_argument("--run", required=True, help="run directory, run id, or 'latest'")
+    predict.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="OUT",
+        help="output file: CSV, or JSON lines if it ends in .jsonl",
+    )
+    predict.add_argument(
+        "--chunk-flows",
+        type=int,
+        default=200_000,
+        metavar="N",
+        help="flows read and scored at a time; bounds memory (default: %(default)s)",
+    )
+    predict.add_argument(
+        "--allow-other-producer",
+        action="store_true",
+        help="score flows from a producer other than the one the run was trained on",
+    )
+    _add_runs_dir(predict)
+    _add_common(predict)
+
+    runs = commands.add_parser("runs", help="list, show or compare run records")
+    runs_commands = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+    runs_list = runs_commands.add_parser("list", help="list complete runs, newest first")
+    _add_runs_dir(runs_list)
+    _add_common(runs_list)
+    runs_show = runs_commands.add_parser("show", help="summarise one run")
+    runs_show.add_argument("run", help="run directory, run id, or 'latest'")
+    _add_runs_dir(runs_show)
+    _add_common(runs_show)
+    runs_compare = runs_commands.add_parser("compare", help="compare runs side by side")
+    runs_compare.add_argument("runs", nargs="+", metavar="RUN", help="run directories or ids")
+    runs_compare.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="also write comparison.md, comparison.csv and comparison.png here",
+    )
+    _add_runs_dir(runs_compare)
+    _add_common(runs_compare)
+
+    presets = commands.add_parser("presets", help="list the named presets")
+    _add_common(presets)
+    return parser
+
+
+def _parse_setting(text: str) -> tuple[str, object]:
+    """Parse ``KEY=VALUE`` with VALUE in TOML syntax (bare words are strings)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"--set {text!r}: expected KEY=VALUE, e.g. --set epochs=10")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from flowids.models.presets import resolve_config
+    from flowids.training import train_run
+
+    overrides = dict(_parse_setting(text) for text in args.set)
+    overrides.update(
+        {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate,
+            "seed": args.seed,
+            "test_fraction": args.test_fraction,
+            "validation_fraction": args.validation_fraction,
+            "threshold": args.threshold,
+        }
+    )
+    config = resolve_config(args.preset, args.config, overrides)
+    command = shlex.join(["flowids", *sys.argv[1:]])
+    progress = not args.no_progress and not args.quiet
+    run_dir = train_run(args.data, config, args.runs_dir, args.preset, command, progress)
+
+    from flowids.runs import show_run
+
+    print(show_run(run_dir))
+    print(run_dir)
+    return 0
+
+
+def _print_metrics(metrics: dict) -> None:
+    from flowids.evaluation import confusion_markdown, metrics_markdown, per_label_markdown
+
+    print(metrics_markdown(metrics))
+    print()
+    print(confusion_markdown(metrics))
+    if metrics.get("per_label"):
+        print()
+        print(per_label_markdown(metrics))
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from flowids.predict import check_output_path, load_trained_run, predict_files
+    from flowids.runs import resolve_run
+
+    output = check_output_path(args.output)
+    if args.chunk_flows < 1:
+        raise UsageError(f"--chunk-flows {args.chunk_flows}: expected a positive number")
+    run = load_trained_run(resolve_run(args.run, args.runs_dir))
+    summary = predict_files(run, args.files, output, args.chunk_flows, args.allow_other_producer)
+
+    print(f"run: {run.path}")
+    print(f"threshold: {run.threshold}")
+    for path, counts in summary.per_file.items():
+        print(f"{path}: {counts['flows']:,} flows, {counts['attacks']:,} called attack")
+    print(f"total: {summary.flows:,} flows, {summary.attacks:,} called attack")
+    if summary.metrics is not None:
+        print()
+        _print_metrics(summary.metrics)
+    print(f"wrote {summary.output}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from flowids import runs
+
+    if args.runs_command == "list":
+        table = runs.list_runs(args.runs_dir)
+        if table.empty:
+            print(f"no complete runs under {args.runs_dir}")
+            return 0
+        shown = table.drop(columns=["path"], errors="ignore")
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    elif args.runs_command == "show":
+        print(runs.show_run(runs.resolve_run(args.run, args.runs_dir)))
+    else:
+        paths = [runs.resolve_run(spec, args.runs_dir) for spec in args.runs]
+        frame = runs.compare_runs(paths, args.output)
+        print(frame.to_string(float_format=lambda v: f"{v:.4f}"))
+        if args.output:
+            print(f"wrote {args.output / 'comparison.md'}, comparison.csv, comparison.png")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from flowids.models.presets import get_preset, list_presets
+
+    for name, description in list_presets().items():
+        print(f"{name}: {description}")
+        print(json.dumps(get_preset(name).to_dict(), indent=2))
+    return 0
+
+
+_COMMANDS = {"train": cmd_train, "predict": cmd_predict, "runs": cmd_runs, "presets": cmd_presets}
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {message}"
+        return message
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger("flowids")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args)
+    try:
+        return _COMMANDS[args.command](args)
+    except FlowidsError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
