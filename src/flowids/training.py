@@ -268,7 +268,9 @@ def write_plots(run_dir: Path, history_df: pd.DataFrame, y_test, p_test, metrics
 def write_test_flows(run_dir: Path, table: FlowTable) -> str:
     """Save the test flows with canonical names, so the run can be re-scored on its own."""
     name = "test_flows.csv.gz"
-    frame = pd.concat([table.origin, table.identifiers, table.features], axis=1)
+    origin = table.origin.rename(columns={"file": "source_file", "row": "source_row"})
+    identifiers = table.identifiers.drop(columns=["source_file", "source_row"], errors="ignore")
+    frame = pd.concat([origin, identifiers, table.features], axis=1)
     frame["label"] = table.labels
     frame.to_csv(run_dir / name, index=False, float_format="%.9g")
     return name

@@ -254,6 +254,9 @@ _IDENTIFIER_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("dst_port", ("Destination Port", "Dst Port", "dst_port")),
     ("protocol", ("Protocol", "protocol")),
     ("timestamp", ("Timestamp", "timestamp")),
+    # Where a flow record came from, as written into a run's test flows.
+    ("source_file", ()),
+    ("source_row", ()),
 )
 
 LABEL = "label"
