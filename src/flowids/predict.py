@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,13 @@ import numpy as np
 import pandas as pd
 
 from flowids.data.labels import is_attack
-from flowids.data.readers import DEFAULT_CHUNK_FLOWS, expand_paths, iter_flow_chunks
+from flowids.data.readers import (
+    DEFAULT_CHUNK_FLOWS,
+    expand_paths,
+    inspect_header,
+    iter_flow_chunks,
+)
+from flowids.data.schema import IDENTIFIERS
 from flowids.errors import RunRecordError, UsageError
 from flowids.evaluation import attack_probability, binary_metrics, verdicts
 from flowids.features.preprocessing import Preprocessor
@@ -119,13 +126,21 @@ class PredictionSummary:
     output: Path | None = None
 
 
-def _output_frame(chunk, probability: np.ndarray, threshold: float) -> pd.DataFrame:
+def _output_columns(files: list[Path]) -> list[str]:
+    """Columns of the output: origin, every identifier any file has, label, score, verdict."""
+    mappings = [inspect_header(path) for path in files]
+    identifiers = [name for name in IDENTIFIERS if any(name in m.identifiers for m in mappings)]
+    label = ["label"] if any(m.has_label for m in mappings) else []
+    return ["file", "row", *identifiers, *label, "attack_probability", "verdict"]
+
+
+def _output_frame(chunk, probability: np.ndarray, threshold: float, columns) -> pd.DataFrame:
     frame = pd.concat([chunk.origin, chunk.identifiers], axis=1)
     if chunk.labels is not None:
         frame["label"] = chunk.labels
     frame["attack_probability"] = probability
     frame["verdict"] = np.where(verdicts(probability, threshold) == 1, "attack", "benign")
-    return frame
+    return frame.reindex(columns=columns)
 
 
 def _write_frame(frame: pd.DataFrame, handle, kind: str, first: bool) -> None:
@@ -133,6 +148,30 @@ def _write_frame(frame: pd.DataFrame, handle, kind: str, first: bool) -> None:
         frame.to_json(handle, orient="records", lines=True, double_precision=15)
     else:
         frame.to_csv(handle, index=False, header=first, float_format="%.9g")
+
+
+class _Scores:
+    """Labels and attack probabilities gathered across chunks for the final evaluation."""
+
+    def __init__(self) -> None:
+        self.labels: list[np.ndarray] = []
+        self.probabilities: list[np.ndarray] = []
+        self.complete = True
+
+    def add(self, labels: np.ndarray | None, probability: np.ndarray) -> None:
+        if labels is None or (labels == "").any():
+            self.complete = False
+            return
+        self.labels.append(labels)
+        self.probabilities.append(probability)
+
+    def metrics(self, threshold: float) -> dict | None:
+        if not self.complete or not self.labels:
+            return None
+        labels = np.concatenate(self.labels)
+        return binary_metrics(
+            is_attack(labels), np.concatenate(self.probabilities), threshold, labels=labels
+        )
 
 
 def predict_files(
@@ -147,54 +186,40 @@ def predict_files(
     The output is CSV, or JSON lines when its name ends in ``.jsonl`` or ``.json``. It holds
     the source file and row, identifier columns when the input has them, the label when
     present, ``attack_probability`` and ``verdict`` ('attack' at or above the run's
-    threshold, else 'benign').
+    threshold, else 'benign'). Metrics are computed when every flow has a label.
     """
     output = Path(output)
     kind = "jsonl" if output.suffix.lower() in (".jsonl", ".json") else "csv"
     files = expand_paths(paths)
+    columns = _output_columns(files)
     summary = PredictionSummary(output=output)
-    y_true: list[np.ndarray] = []
-    probabilities: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    labelled = True
+    scores = _Scores()
 
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            first = True
             for path in files:
-                n_file = attacks_file = 0
-                for chunk in iter_flow_chunks(path, chunk_flows):
-                    run.preprocessor.check_dialects(
-                        [chunk.reports[0].dialect], str(path), allow_other_producer
-                    )
-                    probability = run.score(chunk.features, source=str(path))
-                    frame = _output_frame(chunk, probability, run.threshold)
-                    _write_frame(frame, handle, kind, first)
-                    first = False
-                    n_file += len(frame)
-                    attacks_file += int((frame["verdict"] == "attack").sum())
-                    if chunk.labels is None or (chunk.labels == "").any():
-                        labelled = False
-                    else:
-                        y_true.append(is_attack(chunk.labels))
-                        labels.append(chunk.labels)
-                        probabilities.append(probability)
-                summary.per_file[str(path)] = {"flows": n_file, "attacks": attacks_file}
-                summary.flows += n_file
-                summary.attacks += attacks_file
+                counts = {"flows": 0, "attacks": 0}
+                with closing(iter_flow_chunks(path, chunk_flows)) as chunks:
+                    for chunk in chunks:
+                        run.preprocessor.check_dialects(
+                            [chunk.reports[0].dialect], str(path), allow_other_producer
+                        )
+                        probability = run.score(chunk.features, source=str(path))
+                        frame = _output_frame(chunk, probability, run.threshold, columns)
+                        _write_frame(frame, handle, kind, first=handle.tell() == 0)
+                        scores.add(chunk.labels, probability)
+                        counts["flows"] += len(frame)
+                        counts["attacks"] += int((frame["verdict"] == "attack").sum())
+                summary.per_file[str(path)] = counts
+                summary.flows += counts["flows"]
+                summary.attacks += counts["attacks"]
         os.replace(tmp, output)
     finally:
         if tmp.exists():
             tmp.unlink()
 
-    if labelled and y_true:
-        summary.metrics = binary_metrics(
-            np.concatenate(y_true),
-            np.concatenate(probabilities),
-            threshold=run.threshold,
-            labels=np.concatenate(labels),
-        )
+    summary.metrics = scores.metrics(run.threshold)
     logger.info(
         "scored %s flows from %d file(s): %s called attack; wrote %s",
         f"{summary.flows:,}",

@@ -246,13 +246,14 @@ def iter_flow_chunks(
         engine="c",
     )
     first_row = 1
-    try:
-        for raw in reader:
-            table = _chunk_to_table(raw, first_row, header, mapping, report)
-            first_row += len(raw)
-            yield table
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: not a well-formed CSV ({exc})") from None
+    with reader:
+        try:
+            for raw in reader:
+                table = _chunk_to_table(raw, first_row, header, mapping, report)
+                first_row += len(raw)
+                yield table
+        except pd.errors.ParserError as exc:
+            raise DataError(f"{path}: not a well-formed CSV ({exc})") from None
     _log_report(report)
 
 
