@@ -148,7 +148,7 @@ def test_unknown_key_in_file_names_key_file_and_allowed_keys(tmp_path: Path) -> 
     message = str(raised.value)
     assert f"config file {path}: unknown key 'epoch' (did you mean 'epochs'?)" in message
     assert "allowed keys: model, timesteps, lstm_units," in message
-    assert message.endswith("seed, threshold")
+    assert message.endswith("seed, threshold, threshold_rule, target_fpr, mlp_units")
 
 
 def test_unknown_override_key_is_refused() -> None:

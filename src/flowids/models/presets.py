@@ -23,7 +23,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_PRESET = "seed-20200924"
 
 # Values the model builder can act on; anything else is refused when the config is resolved.
-MODELS = ("bilstm",)
+MODELS = ("bilstm", "mlp", "random-forest", "gradient-boosting", "logistic-regression")
+SPLITS = ("random", "dedup", "time", "files")
+THRESHOLD_RULES = ("fixed", "best-f1", "target-fpr")
 OPTIMIZERS = ("rmsprop",)
 LOSSES = ("categorical_crossentropy",)
 
@@ -38,7 +40,8 @@ class TrainingConfig:
     Attributes
     ----------
     model : str
-        Network to build; only ``"bilstm"`` so far.
+        Detector to train: ``"bilstm"``, or a baseline in the same harness: ``"mlp"``,
+        ``"random-forest"``, ``"gradient-boosting"`` (LightGBM), ``"logistic-regression"``.
     timesteps : int
         Flows per model input sequence; ``1`` feeds each flow on its own.
     lstm_units : tuple of int
@@ -79,7 +82,16 @@ class TrainingConfig:
     seed : int
         Seed of every random generator, in [0, 2**32).
     threshold : float
-        Attack probability from which a flow's verdict is attack, in [0, 1].
+        Attack probability from which a flow's verdict is attack, in [0, 1], when
+        ``threshold_rule`` is ``"fixed"``.
+    threshold_rule : str
+        How the threshold is chosen on the validation part: ``"fixed"`` (``threshold``),
+        ``"best-f1"`` or ``"target-fpr"`` (the lowest threshold whose validation
+        false-positive rate is at most ``target_fpr``).
+    target_fpr : float
+        False-positive rate that ``"target-fpr"`` aims for, as a share of benign flows.
+    mlp_units : tuple of int
+        Hidden layer widths of the ``"mlp"`` model, input side first.
     """
 
     model: str
@@ -103,6 +115,9 @@ class TrainingConfig:
     split: str
     seed: int
     threshold: float
+    threshold_rule: str = "fixed"
+    target_fpr: float = 0.001
+    mlp_units: tuple[int, ...] = (384, 192, 64, 16)
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -331,11 +346,15 @@ _RULES: dict[str, tuple[_Checker, str]] = {
         _float_between(0.0, 1.0, low_open=True, high_open=True),
         "a number in (0, 1)",
     ),
-    # Limitation: split names are checked by the code that splits, not here, so a misspelt
-    # split passes resolution and fails when the run starts.
-    "split": (_choice(None), "a split name such as 'random'"),
+    "split": (_choice(SPLITS), f"one of {', '.join(SPLITS)}"),
     "seed": (_int_at_least(0, 2**32), "an integer in [0, 2**32)"),
     "threshold": (_float_between(0.0, 1.0), "a number in [0, 1]"),
+    "threshold_rule": (_choice(THRESHOLD_RULES), f"one of {', '.join(THRESHOLD_RULES)}"),
+    "target_fpr": (
+        _float_between(0.0, 1.0, low_open=True, high_open=True),
+        "a number in (0, 1)",
+    ),
+    "mlp_units": (_units, "a non-empty list of integers >= 1, such as [384, 192, 64, 16]"),
 }
 
 
