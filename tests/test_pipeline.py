@@ -185,7 +185,13 @@ def test_decision_rule_is_stored_with_model(run_dir):
     # case BR-24: the decision is a stored threshold on the attack probability, not an argmax.
     decision = json.loads((run_dir / "decision.json").read_text())
 
-    assert decision == {"attack_column": 1, "output": "softmax", "rule": "fixed", "threshold": 0.5}
+    assert decision == {
+        "model": "bilstm",
+        "model_file": "model.keras",
+        "output": "attack probability",
+        "rule": "fixed",
+        "threshold": 0.5,
+    }
     assert load_trained_run(run_dir).threshold == 0.5
 
 

@@ -70,6 +70,44 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--config", type=Path, metavar="FILE", help="TOML file overriding the preset"
     )
+    train.add_argument(
+        "--model",
+        metavar="NAME",
+        help="detector: bilstm (the preset's), mlp, random-forest, gradient-boosting, "
+        "logistic-regression",
+    )
+    train.add_argument(
+        "--split",
+        metavar="NAME",
+        help="random (stratified), dedup (duplicates and label conflicts removed first), "
+        "time (by timestamp), files (test on --test-data)",
+    )
+    train.add_argument(
+        "--test-data",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="with --split files: the flow files that form the test part",
+    )
+    train.add_argument(
+        "--threshold-rule",
+        metavar="RULE",
+        help="how the threshold is chosen on validation flows: fixed (--threshold), best-f1, "
+        "target-fpr (--target-fpr)",
+    )
+    train.add_argument(
+        "--target-fpr",
+        type=float,
+        metavar="F",
+        help="false-positive rate the target-fpr rule aims for, e.g. 0.001",
+    )
+    train.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train N times with seeds seed, seed+1, ... and report mean and spread",
+    )
     train.add_argument("--epochs", type=int, metavar="N", help="training epochs")
     train.add_argument("--batch-size", type=int, metavar="N", help="flows per training batch")
     train.add_argument("--learning-rate", type=float, metavar="RATE", help="initial learning rate")
@@ -186,18 +224,60 @@ def cmd_train(args: argparse.Namespace) -> int:
             "test_fraction": args.test_fraction,
             "validation_fraction": args.validation_fraction,
             "threshold": args.threshold,
+            "model": args.model,
+            "split": args.split,
+            "threshold_rule": args.threshold_rule,
+            "target_fpr": args.target_fpr,
         }
     )
     config = resolve_config(args.preset, args.config, overrides)
+    if args.repeats < 1:
+        raise UsageError(f"--repeats {args.repeats}: expected an integer >= 1")
+    if args.test_data and config.split != "files":
+        raise UsageError("--test-data needs --split files (it names the files tested on)")
     command = shlex.join(["flowids", *sys.argv[1:]])
     progress = not args.no_progress and not args.quiet
-    run_dir = train_run(args.data, config, args.runs_dir, args.preset, command, progress)
+
+    from dataclasses import replace
 
     from flowids.runs import show_run
 
-    print(show_run(run_dir))
-    print(run_dir)
+    run_dirs = []
+    for repeat in range(args.repeats):
+        seeded = replace(config, seed=config.seed + repeat)
+        run_dirs.append(
+            train_run(
+                args.data,
+                seeded,
+                args.runs_dir,
+                args.preset,
+                command,
+                progress,
+                test_paths=args.test_data,
+            )
+        )
+        print(show_run(run_dirs[-1]))
+    if len(run_dirs) > 1:
+        print(_repeats_summary(run_dirs))
+    for run_dir in run_dirs:
+        print(run_dir)
     return 0
+
+
+def _repeats_summary(run_dirs: list[Path]) -> str:
+    """Mean and standard deviation of the test metrics over repeated runs."""
+    from flowids.runs import compare_runs
+
+    frame = compare_runs(run_dirs)
+    columns = ["precision", "recall", "f1", "false_positive_rate", "roc_auc"]
+    lines = [f"over {len(run_dirs)} seeds: metric mean (std, min-max)"]
+    for column in columns:
+        values = frame[column].astype(float)
+        lines.append(
+            f"  {column:<20} {values.mean():.4f} ({values.std(ddof=1):.4f}, "
+            f"{values.min():.4f}-{values.max():.4f})"
+        )
+    return "\n".join(lines)
 
 
 def _print_metrics(metrics: dict) -> None:

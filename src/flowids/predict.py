@@ -27,7 +27,7 @@ from flowids.data.readers import (
 )
 from flowids.data.schema import IDENTIFIERS
 from flowids.errors import RunRecordError, UsageError
-from flowids.evaluation import attack_probability, binary_metrics, verdicts
+from flowids.evaluation import binary_metrics, verdicts
 from flowids.features.preprocessing import Preprocessor
 
 logger = logging.getLogger(__name__)
@@ -35,15 +35,14 @@ logger = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"
 PREPROCESSING_FILE = "preprocessing.json"
 DECISION_FILE = "decision.json"
-PREDICT_BATCH = 4096
 
 
 @dataclass
 class TrainedRun:
-    """A run's model with everything needed to score new flows exactly as in training."""
+    """A run's detector with everything needed to score new flows exactly as in training."""
 
     path: Path
-    model: object
+    detector: object
     preprocessor: Preprocessor
     threshold: float
     decision: dict
@@ -61,36 +60,19 @@ class TrainedRun:
         ndarray of float64, shape (n_flows,)
         """
         x = self.preprocessor.transform(features, source=source)
-        if len(x) == 0:
-            return np.zeros(0, dtype=np.float64)
-        outputs = _predict_network(self.model, x)
-        return attack_probability(np.asarray(outputs, dtype=np.float64))
-
-
-def _predict_network(model, x: np.ndarray) -> np.ndarray:
-    """Run the network on (n_flows, n_features) input in fixed-size batches.
-
-    Every batch is padded to the same number of flows, so a flow's score never depends on how
-    many other flows share its file or chunk.
-    """
-    outputs = []
-    for start in range(0, len(x), PREDICT_BATCH):
-        batch = x[start : start + PREDICT_BATCH]
-        n = len(batch)
-        padded = np.zeros((PREDICT_BATCH, x.shape[1]), dtype=np.float32)
-        padded[:n] = batch
-        outputs.append(np.asarray(model.predict_on_batch(padded[:, None, :]))[:n])
-    return np.concatenate(outputs)
+        return self.detector.attack_probability(x)
 
 
 def load_trained_run(run_dir: str | Path) -> TrainedRun:
-    """Load the model, preprocessing and decision rule of a complete run directory.
+    """Load the detector, preprocessing and decision rule of a complete run directory.
 
     Raises
     ------
     RunRecordError
         If the directory is not a complete run or a file in it cannot be read.
     """
+    from flowids.models.detectors import load_detector
+
     path = Path(run_dir)
     if not (path / DECISION_FILE).is_file():
         raise RunRecordError(
@@ -99,20 +81,8 @@ def load_trained_run(run_dir: str | Path) -> TrainedRun:
         )
     decision = json.loads((path / DECISION_FILE).read_text(encoding="utf-8"))
     preprocessor = Preprocessor.load(path / PREPROCESSING_FILE)
-    model = _load_model(path, decision)
-    return TrainedRun(path, model, preprocessor, float(decision["threshold"]), decision)
-
-
-def _load_model(path: Path, decision: dict):
-    model_file = path / decision.get("model_file", MODEL_FILE)
-    if not model_file.is_file():
-        raise RunRecordError(f"{model_file}: model file missing from the run")
-    import keras
-
-    try:
-        return keras.saving.load_model(model_file, compile=False)
-    except (ValueError, OSError) as exc:
-        raise RunRecordError(f"{model_file}: cannot load the model ({exc})") from None
+    detector = load_detector(path, decision.get("model_file", MODEL_FILE))
+    return TrainedRun(path, detector, preprocessor, float(decision["threshold"]), decision)
 
 
 @dataclass

@@ -358,9 +358,10 @@ def _training_section(record: Mapping[str, Any]) -> str:
     if training:
         seconds = training.get("seconds")
         took = f"{float(seconds):,.1f} s" if _is_number(seconds) else MISSING
+        epochs = training.get("epochs_run")
+        what = f"ran {count(epochs)} epochs" if epochs else "fitted the model"
         parts.append(
-            f"Training ran {count(training.get('epochs_run'))} epochs in {took}"
-            f" ({count(_round(training.get('flows_per_s')))} flows per s)."
+            f"Training {what} in {took} ({count(_round(training.get('flows_per_s')))} flows per s)."
         )
     return "\n\n".join(parts)
 

@@ -427,10 +427,9 @@ def show_run(path: Path | str) -> str:
     if test:
         lines += _show_test_lines(test)
     if training:
-        lines.append(
-            f"training  {count(training.get('epochs_run'))} epochs in "
-            f"{count(_round1(training.get('seconds')))} s"
-        )
+        epochs = training.get("epochs_run")
+        what = f"{count(epochs)} epochs" if epochs else "fit"
+        lines.append(f"training  {what} in {count(_round1(training.get('seconds')))} s")
     lines.append(f"report    {Path(path) / README}")
     return "\n".join(lines) + "\n"
 

@@ -24,7 +24,7 @@ from sklearn.model_selection import train_test_split
 
 from flowids import __version__
 from flowids.data.labels import BENIGN, is_attack
-from flowids.data.readers import FlowTable, read_flows
+from flowids.data.readers import FlowTable, expand_paths, read_flows
 from flowids.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -195,70 +195,39 @@ def read_training_flows(paths: list[str]) -> FlowTable:
     return labelled_flows(read_flows(paths))
 
 
-class _EpochProgress:
-    """A tqdm bar over epochs showing the latest loss and validation loss."""
+def EpochProgress(epochs: int, enabled: bool):  # noqa: N802  (builds a Keras callback)
+    """A Keras callback drawing a tqdm bar over epochs with the latest loss and val_loss."""
+    import keras
+    from tqdm.auto import tqdm
 
-    def __new__(cls, epochs: int, enabled: bool):
-        import keras
-        from tqdm.auto import tqdm
+    class _EpochProgress(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = tqdm(total=epochs, desc="training", unit="epoch", disable=not enabled)
 
-        class EpochProgress(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.bar = tqdm(total=epochs, desc="training", unit="epoch", disable=not enabled)
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            self.bar.set_postfix({k: f"{logs[k]:.4f}" for k in ("loss", "val_loss") if k in logs})
+            self.bar.update(1)
 
-            def on_epoch_end(self, epoch, logs=None):
-                logs = logs or {}
-                self.bar.set_postfix(
-                    {k: f"{logs[k]:.4f}" for k in ("loss", "val_loss") if k in logs}
-                )
-                self.bar.update(1)
+        def on_train_end(self, logs=None):
+            self.bar.close()
 
-            def on_train_end(self, logs=None):
-                self.bar.close()
-
-        return EpochProgress()
-
-
-def fit_network(model, x_train: np.ndarray, y_train: np.ndarray, config, progress: bool) -> dict:
-    """Fit the network; the last ``validation_fraction`` of the training part validates.
-
-    Parameters
-    ----------
-    x_train : ndarray of float32, shape (n_flows, timesteps, n_features)
-    y_train : ndarray of int, shape (n_flows,)
-
-    Returns
-    -------
-    dict of str to list of float
-        Keras's per-epoch history.
-    """
-    history = model.fit(
-        x_train,
-        one_hot(y_train),
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        validation_split=config.validation_fraction,
-        shuffle=True,
-        verbose=0,
-        callbacks=[_EpochProgress(config.epochs, progress)],
-    )
-    return history.history
+    return _EpochProgress()
 
 
 def write_plots(run_dir: Path, history_df: pd.DataFrame, y_test, p_test, metrics, threshold):
-    """Draw the run's learning curves, precision, recall, ROC and confusion matrix."""
+    """Draw the run's learning curves (networks only), ROC and confusion matrix."""
     from flowids import evaluation
 
-    plots = {
-        "learning_curves": "learning_curves.png",
-        "precision": "precision.png",
-        "recall": "recall.png",
-        "confusion_matrix": "confusion_matrix.png",
-    }
-    evaluation.plot_learning_curves(history_df, run_dir / plots["learning_curves"])
-    evaluation.plot_history_metric(history_df, "precision", run_dir / plots["precision"])
-    evaluation.plot_history_metric(history_df, "recall", run_dir / plots["recall"])
+    plots = {"confusion_matrix": "confusion_matrix.png"}
     evaluation.plot_confusion_matrix(metrics, run_dir / plots["confusion_matrix"])
+    if len(history_df):
+        plots["learning_curves"] = "learning_curves.png"
+        plots["precision"] = "precision.png"
+        plots["recall"] = "recall.png"
+        evaluation.plot_learning_curves(history_df, run_dir / plots["learning_curves"])
+        evaluation.plot_history_metric(history_df, "precision", run_dir / plots["precision"])
+        evaluation.plot_history_metric(history_df, "recall", run_dir / plots["recall"])
     if len(set(np.asarray(y_test).tolist())) == 2:
         plots["roc"] = "roc.png"
         evaluation.plot_roc(y_test, p_test, run_dir / plots["roc"], threshold=threshold)
@@ -276,6 +245,88 @@ def write_test_flows(run_dir: Path, table: FlowTable) -> str:
     return name
 
 
+def run_slug(preset: str, config) -> tuple[str, str]:
+    """The two name parts after the time stamp of a run directory.
+
+    The seed network keeps ``<preset>-<optimizer>``; other models put their name in, so runs
+    of different models never share a name: ``seed-20200924-mlp-rmsprop``,
+    ``seed-20200924-random-forest``.
+    """
+    if config.model == "bilstm":
+        return preset, config.optimizer
+    if config.model == "mlp":
+        return f"{preset}-mlp", config.optimizer
+    return preset, config.model
+
+
+@dataclass
+class FittedRun:
+    """What a fit produced, before it is written as a run record."""
+
+    table: FlowTable
+    split: Split
+    preprocessor: object
+    detector: object
+    history: pd.DataFrame
+    fit_seconds: float
+    fit_flows: int
+    validation_flows: int
+    operating_point: dict
+
+
+def fit_run(
+    table: FlowTable, config, progress: bool = True, test_files: list[str] | None = None
+) -> FittedRun:
+    """Split flows, fit preprocessing and the detector, choose the threshold.
+
+    The training part's first ``1 - validation_fraction`` fits the detector; its last
+    ``validation_fraction`` validates it and sets the threshold.
+    """
+    from flowids.evaluation import history_metrics
+    from flowids.features.preprocessing import Preprocessor
+    from flowids.models.bilstm import seed_everything
+    from flowids.models.detectors import build_detector
+
+    split = make_split(table, config, test_files)
+    train = table.take(split.train)
+    n_fit = int(round(len(train) * (1 - config.validation_fraction)))
+
+    preprocessor = Preprocessor().fit(train.features, dialects=table.dialects)
+    x_train = preprocessor.transform(train.features, "training part")
+    y_train = is_attack(train.labels)
+    x_fit, y_fit, x_val, y_val = x_train[:n_fit], y_train[:n_fit], x_train[n_fit:], y_train[n_fit:]
+
+    seed_everything(config.seed)
+    detector = build_detector(x_train.shape[1], config)
+    history, fit_seconds = timed(detector.fit, x_fit, y_fit, x_val, y_val, progress)
+    history_df = history_metrics(history) if history else pd.DataFrame()
+
+    operating_point = choose_operating_point(config, y_val, detector.attack_probability(x_val))
+    return FittedRun(
+        table,
+        split,
+        preprocessor,
+        detector,
+        history_df,
+        fit_seconds,
+        n_fit,
+        len(train) - n_fit,
+        operating_point,
+    )
+
+
+def make_split(table: FlowTable, config, test_files: list[str] | None = None) -> Split:
+    """The split that ``config.split`` names."""
+    if config.split != "random":
+        raise DataError(f"split {config.split!r} is not available yet; use --split random")
+    return random_split(table, config.test_fraction, config.seed)
+
+
+def choose_operating_point(config, y_val: np.ndarray, p_val: np.ndarray) -> dict:
+    """The threshold, chosen on the validation part by ``config.threshold_rule``."""
+    return {"rule": "fixed", "threshold": config.threshold}
+
+
 def train_run(
     paths: list[str],
     config,
@@ -283,94 +334,80 @@ def train_run(
     preset: str,
     command: str | None = None,
     progress: bool = True,
+    test_paths: list[str] | None = None,
 ) -> Path:
     """Run one training end to end and return the complete run directory.
 
-    Steps: read flows, split, fit preprocessing on the training part, build the network,
-    fit, evaluate on the test part, write the run record (atomically).
+    Steps: read flows, split, fit preprocessing on the training part, fit the detector,
+    choose the threshold on validation flows, evaluate on the test part through the saved
+    run (exactly as ``flowids predict`` scores), write the run record atomically.
     """
-    import keras
+    table = read_training_flows([*paths, *(test_paths or [])])
+    test_files = [str(path) for path in expand_paths(test_paths)] if test_paths else None
+    fitted = fit_run(table, config, progress, test_files)
+    return write_run(fitted, config, runs_dir, preset, command)
 
-    from flowids.evaluation import binary_metrics, history_metrics
-    from flowids.features.preprocessing import NON_FINITE_RULE, Preprocessor
-    from flowids.models.bilstm import (
-        architecture_table,
-        build_bilstm,
-        seed_everything,
-        to_model_input,
-    )
-    from flowids.predict import DECISION_FILE, MODEL_FILE, PREPROCESSING_FILE, load_trained_run
+
+def write_run(fitted: FittedRun, config, runs_dir: Path, preset: str, command) -> Path:
+    """Save the fitted run, score its test part through the saved files, write the record."""
+    from flowids.evaluation import binary_metrics
+    from flowids.features.preprocessing import NON_FINITE_RULE
+    from flowids.predict import DECISION_FILE, PREPROCESSING_FILE, load_trained_run
     from flowids.runs import RunWriter
 
-    table = read_training_flows(paths)
-    split = random_split(table, config.test_fraction, config.seed)
-    train, test = table.take(split.train), table.take(split.test)
+    test = fitted.table.take(fitted.split.test)
+    y_test = is_attack(test.labels)
+    threshold = fitted.operating_point["threshold"]
 
-    preprocessor = Preprocessor().fit(train.features, dialects=table.dialects)
-    x_train = to_model_input(preprocessor.transform(train.features, "training part"))
-    y_train, y_test = is_attack(train.labels), is_attack(test.labels)
-
-    seed_everything(config.seed)
-    model = build_bilstm(x_train.shape[-1], config)
-    history, fit_seconds = timed(fit_network, model, x_train, y_train, config, progress)
-    history_df = history_metrics(history)
-
-    with RunWriter(runs_dir, preset, config.optimizer) as writer:
+    with RunWriter(runs_dir, *run_slug(preset, config)) as writer:
         run_dir = writer.path
-        model.save(run_dir / MODEL_FILE)
-        preprocessor.save(run_dir / PREPROCESSING_FILE)
-        decision = {"output": "softmax", "attack_column": 1, "rule": "fixed"}
-        decision["threshold"] = config.threshold
+        model_file = fitted.detector.save(run_dir)
+        fitted.preprocessor.save(run_dir / PREPROCESSING_FILE)
+        decision = {
+            "output": "attack probability",
+            "model": config.model,
+            "model_file": model_file,
+            **fitted.operating_point,
+        }
         (run_dir / DECISION_FILE).write_text(_json(decision), encoding="utf-8")
 
-        # Score the test part through the saved run, exactly as `flowids predict` would.
         trained = load_trained_run(run_dir)
         p_test, predict_seconds = timed(trained.score, test.features, "test part")
-        metrics = binary_metrics(y_test, p_test, config.threshold, labels=test.labels)
+        metrics = binary_metrics(y_test, p_test, threshold, labels=test.labels)
 
-        history_df.to_csv(run_dir / "history.csv", index=False)
+        env = environment()
+        fitted.history.to_csv(run_dir / "history.csv", index=False)
         (run_dir / "metrics.json").write_text(_json({"test": metrics}), encoding="utf-8")
         (run_dir / "config.json").write_text(_json(config.to_dict()), encoding="utf-8")
-        env = environment()
         (run_dir / "environment.json").write_text(_json(env), encoding="utf-8")
         test_file = write_test_flows(run_dir, test)
-        plots = write_plots(run_dir, history_df, y_test, p_test, metrics, config.threshold)
+        plots = write_plots(run_dir, fitted.history, y_test, p_test, metrics, threshold)
 
-        fit_rows = int(round(len(train) * (1 - config.validation_fraction)))
         record = {
             "kind": "train",
             "flowids_version": __version__,
             "model": config.model,
             "preset": preset,
-            "optimizer": config.optimizer,
+            "optimizer": config.optimizer if config.model in ("bilstm", "mlp") else None,
             "command": command,
             "config": config.to_dict(),
-            "data": data_summary(table),
-            "split": {
-                "name": split.name,
-                "seed": split.seed,
-                "stratified_by": split.stratified_by,
-                "train_flows": fit_rows,
-                "validation_flows": len(train) - fit_rows,
-                "test_flows": len(test),
-                "test_twins_in_train": split.test_twins_in_train,
-            },
+            "data": data_summary(fitted.table),
+            "split": split_summary(fitted),
             "preprocessing": {
-                "n_features_in": len(preprocessor.feature_names_in_),
-                "n_features": len(preprocessor.feature_names_),
-                "constant_features_dropped": preprocessor.constant_features_,
+                "n_features_in": len(fitted.preprocessor.feature_names_in_),
+                "n_features": len(fitted.preprocessor.feature_names_),
+                "constant_features_dropped": fitted.preprocessor.constant_features_,
                 "non_finite_rule": NON_FINITE_RULE,
                 "scaling": "standard (mean and population std of the training part)",
-                "dialects": preprocessor.dialects_,
+                "dialects": fitted.preprocessor.dialects_,
             },
-            "architecture": architecture_table(model),
-            "total_params": int(model.count_params()),
-            "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+            **fitted.detector.describe(),
             "training": {
-                "seconds": fit_seconds,
-                "epochs_run": len(history_df),
-                "flows_per_s": fit_rows * len(history_df) / fit_seconds,
-                "keras_backend": keras.backend.backend(),
+                "seconds": fitted.fit_seconds,
+                "epochs_run": len(fitted.history),
+                "flows_per_s": fitted.fit_flows
+                * max(len(fitted.history), 1)
+                / max(fitted.fit_seconds, 1e-9),
             },
             "metrics": {"test": metrics},
             "prediction": {"flows_per_s": len(test) / max(predict_seconds, 1e-9)},
@@ -378,7 +415,7 @@ def train_run(
             "environment": env,
             "plots": plots,
             "files": {
-                "model": MODEL_FILE,
+                "model": model_file,
                 "preprocessing": PREPROCESSING_FILE,
                 "decision": DECISION_FILE,
                 "history": "history.csv",
@@ -389,6 +426,24 @@ def train_run(
             },
         }
         return writer.finish(record)
+
+
+def split_summary(fitted: FittedRun) -> dict:
+    """The run record's account of the split."""
+    split = fitted.split
+    summary = {
+        "name": split.name,
+        "seed": split.seed,
+        "stratified_by": split.stratified_by,
+        "train_flows": fitted.fit_flows,
+        "validation_flows": fitted.validation_flows,
+        "test_flows": len(split.test),
+        "test_twins_in_train": split.test_twins_in_train,
+    }
+    for key in ("removed", "details"):
+        if getattr(split, key, None):
+            summary[key] = getattr(split, key)
+    return summary
 
 
 def _json(data) -> str:

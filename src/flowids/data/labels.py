@@ -12,6 +12,9 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
+
+from flowids.errors import DataError
 
 BENIGN = "BENIGN"
 
@@ -102,23 +105,65 @@ def canonical_label(raw: str) -> str | None:
 
 
 def label_family(label: str) -> str:
-    """Return the attack family of a canonical label ('Benign' for BENIGN)."""
-    return _LABEL_TABLE[label][0]
+    """Return the attack family of a label in any known spelling ('Benign' for BENIGN).
+
+    Raises
+    ------
+    DataError
+        If the label is unknown or a "no label" marker.
+    """
+    canonical = label if label in _LABEL_TABLE else canonical_label(label)
+    if not canonical:
+        raise DataError(
+            f"label {label!r} has no attack family: it is "
+            f"{'a no-label marker' if canonical == '' else 'not a known label'}; expected one "
+            f"of {', '.join(_LABEL_TABLE)}"
+        )
+    return _LABEL_TABLE[canonical][0]
 
 
 def is_attack(labels: np.ndarray) -> np.ndarray:
-    """Return the binary target, 1 for attack and 0 for benign, of canonical labels.
+    """Return the binary target, 1 for attack and 0 for benign, of labels.
+
+    Benign is decided by the label table (the 'Benign' family), never by comparing a string
+    with 'BENIGN', so 'Benign' (CSE-CIC-IDS2018) is benign too.
 
     Parameters
     ----------
-    labels : ndarray of str, shape (n_flows,)
-        Canonical labels, as :func:`canonical_label` returns them.
+    labels : array-like of str, shape (n_flows,)
+        Labels, canonical (as :func:`canonical_label` returns them) or in any spelling the
+        table knows.
 
     Returns
     -------
     ndarray of int8, shape (n_flows,)
+
+    Raises
+    ------
+    DataError
+        If a label is unknown, missing (None) or a "no label" marker (''): such a flow has
+        no ground truth, and calling it either benign or attack would be made up. Drop
+        unlabelled flows first.
     """
-    return np.asarray(np.asarray(labels, dtype=object) != BENIGN, dtype=np.int8)
+    codes, uniques = pd.factorize(np.asarray(labels, dtype=object).ravel())
+    attack = np.zeros(len(uniques), dtype=np.int8)
+    refused: list[str] = []
+    for index, raw in enumerate(uniques):
+        canonical = canonical_label(str(raw))
+        if not canonical:
+            refused.append(f"{raw!r} ({int((codes == index).sum())})")
+            continue
+        attack[index] = _LABEL_TABLE[canonical][0] != _LABEL_TABLE[BENIGN][0]
+    missing = int((codes < 0).sum())
+    if missing:
+        refused.append(f"None ({missing})")
+    if refused:
+        raise DataError(
+            f"cannot tell benign from attack for flows labelled {', '.join(refused)}: "
+            "unknown, missing or 'no label' markers. Expected canonical labels such as "
+            f"{BENIGN!r} or 'DoS Hulk'; drop unlabelled flows before making the binary target"
+        )
+    return attack[codes]
 
 
 def known_labels() -> list[str]:

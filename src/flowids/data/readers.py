@@ -2,8 +2,9 @@
 """Read flow-record CSV files of any known dialect into canonical float32 features.
 
 The reader accepts one file, several, a directory or a glob, plain or gzip. It normalises
-header names, collapses duplicated columns, drops empty rows and repeated header lines, maps
-labels to their canonical spelling, and counts everything it dropped or left for repair.
+header names, collapses duplicated columns, drops empty rows and repeated header lines, refuses
+lines whose fields do not match the header, maps labels to their canonical spelling, and counts
+everything it dropped or left for repair.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pandas as pd
 
 from flowids.data.labels import canonical_label
 from flowids.data.schema import LABEL, HeaderMapping, map_header, normalize_name
-from flowids.errors import DataError
+from flowids.errors import DataError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,9 @@ def expand_paths(specs: Iterable[str | Path]) -> list[Path]:
         text = str(spec)
         path = Path(text)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.name.lower().endswith(_CSV_SUFFIXES))
+            found = sorted(
+                p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(_CSV_SUFFIXES)
+            )
             if not found:
                 raise DataError(f"{path}: directory holds no .csv or .csv.gz file")
             paths.extend(found)
@@ -150,7 +153,23 @@ def expand_paths(specs: Iterable[str | Path]) -> list[Path]:
             paths.extend(found)
         else:
             raise DataError(f"{text}: no such file or directory")
-    return paths
+    return _unique_files(paths)
+
+
+def _unique_files(paths: list[Path]) -> list[Path]:
+    """Drop repeated files (named twice, or by a file and a directory), keeping first places.
+
+    Reading a file twice would put every one of its flows in the table twice, where a split
+    could send one copy to training and the other to the test part.
+    """
+    unique: dict[Path, Path] = {}
+    for path in paths:
+        key = path.resolve()
+        if key in unique:
+            logger.warning("%s: named more than once; reading it once", path)
+            continue
+        unique[key] = path
+    return list(unique.values())
 
 
 def file_sha256(path: Path) -> str:
@@ -162,13 +181,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _open_binary(path: Path) -> io.BufferedIOBase:
+    """Open a file for reading bytes, decompressing it if it starts with the gzip magic."""
+    if _is_gzip(path):
+        return gzip.open(path, "rb")
+    return open(path, "rb")  # noqa: SIM115
+
+
 def _open_text(path: Path) -> io.TextIOBase:
-    with open(path, "rb") as handle:
-        magic = handle.read(2)
-    raw = gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # noqa: SIM115
     # Labels can hold cp1252 bytes (0x96 en dash); they decode to U+FFFD and the label table
     # maps every dash variant to one label.
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+    return io.TextIOWrapper(_open_binary(path), encoding="utf-8", errors="replace", newline="")
 
 
 def read_header(path: Path) -> list[str]:
@@ -203,15 +226,26 @@ def iter_flow_chunks(
     """Read one flow CSV in chunks of at most ``chunk_flows`` flow records.
 
     Each chunk shares the same :class:`FileReport`, which is complete once the iterator is
-    exhausted. Memory stays bounded by the chunk size, whatever the file size.
+    exhausted. Memory stays bounded by the chunk size, whatever the file size. A file with a
+    header and no data row gives one empty chunk, so that its report is still passed on.
 
     Raises
     ------
     DataError
-        On a file that is not a flow CSV, a cell that is not a number, duplicated columns
-        that disagree, or labels that the canonical table does not know.
+        On a file that is not a flow CSV, a data line with more or fewer fields than the
+        header, a cell that is not a number, duplicated columns that disagree, or labels that
+        the canonical table does not know.
+    UsageError
+        If ``chunk_flows`` is not a positive number.
+
+    Notes
+    -----
+    Rows are numbered from 1 at the first data line (the header is row 0), blank lines
+    included, so ``row`` in messages and in :attr:`FlowTable.origin` is the file line minus 1.
     """
     path = Path(path)
+    if int(chunk_flows) < 1:
+        raise UsageError(f"chunk_flows is {chunk_flows}; expected a positive number of flows")
     mapping = inspect_header(path)
     header = read_header(path)
     report = FileReport(
@@ -227,6 +261,7 @@ def iter_flow_chunks(
             len(report.unknown_columns),
             ", ".join(repr(name) for name in report.unknown_columns),
         )
+    _check_field_counts(path, len(header))
 
     positions = sorted(position for position, _ in mapping.columns)
     reader = pd.read_csv(
@@ -238,11 +273,12 @@ def iter_flow_chunks(
         dtype=str,
         keep_default_na=False,
         na_filter=False,
-        skip_blank_lines=True,
+        # Blank lines are kept so that row numbers stay true; they are dropped as empty rows.
+        skip_blank_lines=False,
         encoding="utf-8",
         encoding_errors="replace",
-        compression="infer" if not _is_gzip(path) else "gzip",
-        chunksize=chunk_flows,
+        compression="gzip" if _is_gzip(path) else None,
+        chunksize=int(chunk_flows),
         engine="c",
     )
     first_row = 1
@@ -254,12 +290,46 @@ def iter_flow_chunks(
                 yield table
         except pd.errors.ParserError as exc:
             raise DataError(f"{path}: not a well-formed CSV ({exc})") from None
+    if first_row == 1:
+        empty = pd.DataFrame({position: pd.Series([], dtype=object) for position in positions})
+        yield _chunk_to_table(empty, first_row, header, mapping, report)
     _log_report(report)
 
 
 def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as handle:
         return handle.read(2) == b"\x1f\x8b"
+
+
+def _check_field_counts(path: Path, n_fields: int) -> None:
+    """Refuse a data line whose number of fields differs from the header's.
+
+    A line cut short (a file truncated by size) or with an extra separator would otherwise be
+    read with its values under the wrong columns, or with the missing ones as empty cells.
+    Lines of separators only are left for the empty-row count; extra fields that are all empty
+    (a trailing separator) are accepted.
+    """
+    # Limitation: lines holding a double quote are not checked, since a quoted field may hold
+    # the separator; CICFlowMeter writers never quote, so their files are checked in full.
+    with _open_binary(path) as handle:
+        handle.readline()
+        for row, line in enumerate(handle, start=1):
+            if line.count(b",") == n_fields - 1 or b'"' in line:
+                continue
+            cells = line.rstrip(b"\r\n").split(b",")
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) > n_fields and not any(cell.strip() for cell in cells[n_fields:]):
+                continue
+            if len(cells) < n_fields:
+                problem = "is cut short (as where a file was cut at a size limit)"
+            else:
+                problem = "has extra fields (an unquoted separator inside a value?)"
+            raise DataError(
+                f"{path}, row {row} (line {row + 1}): {len(cells)} fields where the header has "
+                f"{n_fields}; the line {problem}, so its values cannot be matched to columns. "
+                "Repair or remove that line"
+            )
 
 
 def _chunk_to_table(
@@ -279,12 +349,15 @@ def _chunk_to_table(
 
     features = _parse_features(raw, rows, header, mapping, report)
     labels = _parse_labels(raw, rows, mapping, report) if mapping.has_label else None
+    # The index is given so that a file without identifier columns still has one (empty)
+    # identifier row per flow record, and stays aligned with the features when joined.
     identifiers = pd.DataFrame(
         {
             name: raw[position].str.strip().to_numpy()
             for position, name in mapping.columns
             if name in mapping.identifiers
-        }
+        },
+        index=pd.RangeIndex(len(raw)),
     )
     origin = pd.DataFrame({"file": report.path, "row": rows})
     report.flows_kept += len(raw)
@@ -338,7 +411,11 @@ def _parse_features(
 
 
 def _to_numbers(cells: pd.Series, rows: np.ndarray, column: str, path: str) -> np.ndarray:
-    """Parse one column of text cells as numbers; 'Infinity' is inf, missing cells NaN."""
+    """Parse one column of text cells as float32; 'Infinity' is inf, missing cells NaN.
+
+    A number beyond the float32 range (about 3.4e38) becomes +/-inf, so it is counted with the
+    non-finite cells and repaired by the same rule.
+    """
     text = cells.str.strip()
     numbers = pd.to_numeric(text, errors="coerce")
     bad = numbers.isna().to_numpy() & ~text.isin(_MISSING_TOKENS).to_numpy()
@@ -349,7 +426,8 @@ def _to_numbers(cells: pd.Series, rows: np.ndarray, column: str, path: str) -> n
             f"not a number (expected a number, 'Infinity', 'NaN' or an empty cell); "
             f"{int(bad.sum())} such cell(s) in this column of the chunk"
         )
-    return numbers.to_numpy(dtype=np.float32)
+    with np.errstate(over="ignore"):
+        return numbers.to_numpy(dtype=np.float64).astype(np.float32)
 
 
 def _check_duplicate(
@@ -367,9 +445,9 @@ def _check_duplicate(
         first = int(np.flatnonzero(~same)[0])
         raise DataError(
             f"{report.path}, row {rows[first]}, column {header[position].strip()!r}: "
-            f"duplicated column of {name} holds {values[first]!r} where the first copy holds "
-            f"{kept[first]!r}; {int((~same).sum())} rows differ. Expected identical copies; "
-            "remove one of the columns"
+            f"duplicated column of {name} holds {float(values[first]):g} where the first copy "
+            f"holds {float(kept[first]):g}; {int((~same).sum())} row(s) differ in this chunk. "
+            "Expected identical copies; remove the copy that is wrong"
         )
     if header[position] not in report.collapsed_duplicates:
         report.collapsed_duplicates += (header[position],)

@@ -64,6 +64,12 @@ class Preprocessor:
             Canonical features of the training part only.
         dialects : list of str, optional
             Producers of the training files, recorded for checks at prediction.
+
+        Raises
+        ------
+        DataError
+            If there is no training flow, or every feature is constant in them (one flow,
+            or copies of one flow).
         """
         if len(features) == 0:
             raise DataError("cannot fit preprocessing on 0 training flows")
@@ -84,6 +90,12 @@ class Preprocessor:
         self.posinf_values_ = dict(zip(features.columns, finite_max.tolist(), strict=True))
         self.neginf_values_ = dict(zip(features.columns, finite_min.tolist(), strict=True))
         self.dialects_ = sorted(set(dialects or []))
+        if not self.feature_names_:
+            raise DataError(
+                f"every one of the {len(features.columns)} features is constant in the "
+                f"{len(features):,} training flows, so nothing is left to learn from; expected "
+                "training flows that differ (more flows, or files of more than one class)"
+            )
 
         repaired, _ = self._repair(features[self.feature_names_])
         scaler = StandardScaler().fit(repaired)
@@ -199,14 +211,39 @@ class Preprocessor:
                 "written by another flowids version"
             )
         self = cls()
-        self.feature_names_in_ = list(data["features_in"])
-        self.feature_names_ = list(data["features"])
-        self.constant_features_ = list(data["constant_features_dropped"])
-        self.dialects_ = list(data.get("dialects", []))
-        self.posinf_values_ = {k: float(v) for k, v in data["posinf_values"].items()}
-        self.neginf_values_ = {k: float(v) for k, v in data["neginf_values"].items()}
-        self.mean_ = np.asarray(data["mean"], dtype=np.float64)
-        self.scale_ = np.asarray(data["scale"], dtype=np.float64)
+        try:
+            self.feature_names_in_ = list(data["features_in"])
+            self.feature_names_ = list(data["features"])
+            self.constant_features_ = list(data["constant_features_dropped"])
+            self.dialects_ = list(data.get("dialects", []))
+            self.posinf_values_ = {k: float(v) for k, v in data["posinf_values"].items()}
+            self.neginf_values_ = {k: float(v) for k, v in data["neginf_values"].items()}
+            self.mean_ = np.asarray(data["mean"], dtype=np.float64)
+            self.scale_ = np.asarray(data["scale"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RunRecordError(
+                f"{source}: incomplete or damaged preprocessing ({type(exc).__name__}: {exc}); "
+                "train the run again"
+            ) from None
+
+        n = len(self.feature_names_)
+        problems = [
+            f"{what} has {len(values)} value(s)"
+            for what, values in (("mean", self.mean_), ("scale", self.scale_))
+            if values.shape != (n,)
+        ]
+        problems += [
+            f"no non-finite replacement for {name}"
+            for name in self.feature_names_
+            if name not in self.posinf_values_ or name not in self.neginf_values_
+        ]
+        if not np.all(np.isfinite(self.scale_)) or np.any(self.scale_ == 0):
+            problems.append("a scale is zero or not finite")
+        if problems:
+            raise RunRecordError(
+                f"{source}: preprocessing for {n} feature(s) is inconsistent: "
+                f"{'; '.join(problems)}; train the run again"
+            )
         return self
 
     def save(self, path: Path) -> None:

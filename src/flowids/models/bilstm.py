@@ -85,7 +85,7 @@ def build_bilstm(n_features: int, config: TrainingConfig) -> keras.Model:
     model = keras.Model(inputs=inputs, outputs=outputs, name="flowids_bilstm")
 
     model.compile(
-        optimizer=_optimizer(config),
+        optimizer=build_optimizer(config),
         loss=keras.losses.CategoricalCrossentropy(name=config.loss),
         metrics=attack_metrics(),
     )
@@ -159,7 +159,7 @@ def _dense_head(hidden: keras.KerasTensor, config: TrainingConfig) -> keras.Kera
     return keras.layers.Activation("softmax", name="softmax")(logits)
 
 
-def _optimizer(config: TrainingConfig) -> keras.optimizers.Optimizer:
+def build_optimizer(config: TrainingConfig) -> keras.optimizers.Optimizer:
     schedule = keras.optimizers.schedules.InverseTimeDecay(
         initial_learning_rate=config.learning_rate,
         decay_steps=1,
