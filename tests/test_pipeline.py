@@ -307,3 +307,34 @@ def test_predict_mixed_layouts_keeps_columns_aligned(run_dir, tmp_path):
     assert out["src_ip"].iloc[1000:].notna().all()
     assert (out["dst_port"].notna()).all()
     assert summary.metrics["n_flows"] == 1299
+
+
+def test_evaluate_writes_transfer_table(run_dir, tmp_path, capsys):
+    ddos = SHARED / "data/cicids2017/friday_ddos_only_1000_glf.csv"
+    benign = SHARED / "data/cicids2017/friday_ddos_file_head_299_glf.csv"
+
+    code = main(
+        ["evaluate", "--run", str(run_dir), str(ddos), str(benign), "-o", str(tmp_path), "-q"]
+    )
+
+    out = capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "transfer.csv")
+    assert code == 0
+    assert list(table["data"]) == [ddos.name, benign.name, "all files"]
+    assert list(table["flows"]) == [1000, 299, 1299]
+    assert table.loc[0, "tp"] + table.loc[0, "fn"] == 1000
+    assert table.loc[0, "tn"] + table.loc[0, "fp"] == 0
+    assert table.loc[1, "tn"] + table.loc[1, "fp"] == 299
+    assert table.loc[2, "tp"] == table.loc[0, "tp"]
+    assert table.loc[0, "recall"] == pytest.approx(table.loc[0, "tp"] / 1000)
+    assert "DDoS" in table.loc[0, "recall_per_attack"]
+    assert "# Transfer of run" in out and (tmp_path / "transfer.json").is_file()
+
+
+def test_evaluate_refuses_unlabelled_files(run_dir, capsys):
+    lab = SHARED / "data/cicflowmeter_lab/kihy_slowloris_flows.csv"
+
+    code = main(["evaluate", "--run", str(run_dir), str(lab), "--allow-other-producer"])
+
+    assert code == 2
+    assert "needs a label for every flow" in capsys.readouterr().err

@@ -172,6 +172,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_dir(predict)
     _add_common(predict)
 
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a trained run on labelled files: the transfer table",
+        description="Score a run on any labelled flow files (other days, other datasets) and "
+        "print one row per file: TN, FP, FN, TP, precision, recall, F1, false-positive rate, "
+        "false alarms per 10,000 benign flows, ROC-AUC, and recall per attack label.",
+    )
+    evaluate.add_argument("files", nargs="+", metavar="FILE", help="labelled flow CSV files")
+    evaluate.add_argument("--run", required=True, help="run directory, run id, or 'latest'")
+    evaluate.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="also write transfer.md, transfer.csv and transfer.json here",
+    )
+    evaluate.add_argument(
+        "--allow-other-producer",
+        action="store_true",
+        help="score flows from a producer other than the one the run was trained on",
+    )
+    _add_runs_dir(evaluate)
+    _add_common(evaluate)
+
     runs = commands.add_parser("runs", help="list, show or compare run records")
     runs_commands = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
     runs_list = runs_commands.add_parser("list", help="list complete runs, newest first")
@@ -313,6 +337,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from flowids.predict import evaluate_files, load_trained_run
+    from flowids.runs import resolve_run
+    from flowids.transfer import transfer_markdown, transfer_table, write_transfer
+
+    run = load_trained_run(resolve_run(args.run, args.runs_dir))
+    results = evaluate_files(run, args.files, allow_other_producer=args.allow_other_producer)
+    frame = transfer_table(results)
+
+    print(transfer_markdown(frame, run.path.name, run.threshold))
+    if args.output:
+        write_transfer(frame, results, args.output, run.path.name, run.threshold)
+        print(f"wrote {args.output / 'transfer.md'}, transfer.csv, transfer.json")
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from flowids import runs
 
@@ -343,7 +383,13 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"train": cmd_train, "predict": cmd_predict, "runs": cmd_runs, "presets": cmd_presets}
+_COMMANDS = {
+    "train": cmd_train,
+    "predict": cmd_predict,
+    "evaluate": cmd_evaluate,
+    "runs": cmd_runs,
+    "presets": cmd_presets,
+}
 
 
 class _Formatter(logging.Formatter):

@@ -209,7 +209,7 @@ def binary_metrics(
     metrics["per_label"] = None if labels is None else _per_label(truth, called, labels)
     metrics["notes"] = notes
     for note in notes:
-        logger.warning("binary_metrics: %s", note)
+        logger.info("binary_metrics: %s", note)
     return metrics
 
 

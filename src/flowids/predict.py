@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +21,13 @@ import pandas as pd
 from flowids.data.labels import is_attack
 from flowids.data.readers import (
     DEFAULT_CHUNK_FLOWS,
+    FlowTable,
     expand_paths,
     inspect_header,
     iter_flow_chunks,
 )
 from flowids.data.schema import IDENTIFIERS
-from flowids.errors import RunRecordError, UsageError
+from flowids.errors import DataError, RunRecordError, UsageError
 from flowids.evaluation import binary_metrics, verdicts
 from flowids.features.preprocessing import Preprocessor
 
@@ -144,6 +145,55 @@ class _Scores:
         )
 
 
+def score_file(
+    run: TrainedRun, path: Path, chunk_flows: int, allow_other_producer: bool = False
+) -> Iterator[tuple[FlowTable, np.ndarray]]:
+    """Yield each chunk of a flow file with the attack probability of its flows."""
+    with closing(iter_flow_chunks(path, chunk_flows)) as chunks:
+        for chunk in chunks:
+            run.preprocessor.check_dialects(
+                [chunk.reports[0].dialect], str(path), allow_other_producer
+            )
+            yield chunk, run.score(chunk.features, source=str(path))
+
+
+def evaluate_files(
+    run: TrainedRun,
+    paths: Iterable[str | Path],
+    chunk_flows: int = DEFAULT_CHUNK_FLOWS,
+    allow_other_producer: bool = False,
+) -> dict[str, dict]:
+    """Metrics of a run on each labelled flow file, and on all of them together.
+
+    Returns
+    -------
+    dict of str to dict
+        File path (and ``"all files"``) to :func:`flowids.evaluation.binary_metrics` output
+        at the run's threshold.
+
+    Raises
+    ------
+    DataError
+        If a file has no label column or flows marked unlabelled.
+    """
+    results: dict[str, dict] = {}
+    together = _Scores()
+    for path in expand_paths(paths):
+        scores = _Scores()
+        for chunk, probability in score_file(run, path, chunk_flows, allow_other_producer):
+            scores.add(chunk.labels, probability)
+            together.add(chunk.labels, probability)
+        if not scores.complete:
+            raise DataError(
+                f"{path}: evaluation needs a label for every flow (no Label column, or flows "
+                "marked 'No Label'); use `flowids predict` to score unlabelled flows"
+            )
+        results[str(path)] = scores.metrics(run.threshold)
+    if len(results) > 1:
+        results["all files"] = together.metrics(run.threshold)
+    return results
+
+
 def predict_files(
     run: TrainedRun,
     paths: Iterable[str | Path],
@@ -170,17 +220,12 @@ def predict_files(
         with open(tmp, "w", encoding="utf-8", newline="") as handle:
             for path in files:
                 counts = {"flows": 0, "attacks": 0}
-                with closing(iter_flow_chunks(path, chunk_flows)) as chunks:
-                    for chunk in chunks:
-                        run.preprocessor.check_dialects(
-                            [chunk.reports[0].dialect], str(path), allow_other_producer
-                        )
-                        probability = run.score(chunk.features, source=str(path))
-                        frame = _output_frame(chunk, probability, run.threshold, columns)
-                        _write_frame(frame, handle, kind, first=handle.tell() == 0)
-                        scores.add(chunk.labels, probability)
-                        counts["flows"] += len(frame)
-                        counts["attacks"] += int((frame["verdict"] == "attack").sum())
+                for chunk, probability in score_file(run, path, chunk_flows, allow_other_producer):
+                    frame = _output_frame(chunk, probability, run.threshold, columns)
+                    _write_frame(frame, handle, kind, first=handle.tell() == 0)
+                    scores.add(chunk.labels, probability)
+                    counts["flows"] += len(frame)
+                    counts["attacks"] += int((frame["verdict"] == "attack").sum())
                 summary.per_file[str(path)] = counts
                 summary.flows += counts["flows"]
                 summary.attacks += counts["attacks"]

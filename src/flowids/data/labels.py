@@ -49,7 +49,7 @@ _LABEL_TABLE: dict[str, tuple[str, tuple[str, ...]]] = {
     "MSSQL": ("DDoS", ()),
     "NetBIOS": ("DDoS", ()),
     "UDP": ("DDoS", ()),
-    "Portmap": ("PortScan", ()),
+    "Portmap": ("DDoS", ()),
     "PortScan": ("PortScan", ()),
     "FTP-Patator": ("BruteForce", ("FTP-BruteForce",)),
     "SSH-Patator": ("BruteForce", ("SSH-Bruteforce",)),
