@@ -275,7 +275,13 @@ def _check_threshold(threshold: float) -> float:
 
 def _check_validation(y_val: np.ndarray, p_val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     truth = np.asarray(y_val).reshape(-1)
-    probability = np.asarray(p_val, dtype=np.float64).reshape(-1)
+    try:
+        probability = np.asarray(p_val, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise DataError(
+            "validation attack probabilities are not all numbers; expected probabilities in "
+            "[0, 1], one per flow"
+        ) from None
     if truth.size != probability.size:
         raise DataError(
             f"validation: {truth.size} ground-truth values but {probability.size} attack "
@@ -284,14 +290,16 @@ def _check_validation(y_val: np.ndarray, p_val: np.ndarray) -> tuple[np.ndarray,
 
     bad = np.flatnonzero(~np.isin(truth, (0, 1)))
     if bad.size:
+        found = truth[bad[0]].item() if isinstance(truth[bad[0]], np.generic) else truth[bad[0]]
         raise DataError(
-            f"validation flow {bad[0] + 1}: ground truth {truth[bad[0]]!r} is not a class "
+            f"validation flow {bad[0] + 1}: ground truth {found!r} is not a class "
             f"({bad.size} such values); expected 0 for benign or 1 for attack"
         )
     bad = np.flatnonzero(~((probability >= 0.0) & (probability <= 1.0)))
     if bad.size:
+        found = float(probability[bad[0]])
         raise DataError(
-            f"validation flow {bad[0] + 1}: attack probability {probability[bad[0]]!r} is not "
+            f"validation flow {bad[0] + 1}: attack probability {found!r} is not "
             f"in [0, 1] ({bad.size} such values); expected probabilities, not logits"
         )
     return truth.astype(np.int64), probability

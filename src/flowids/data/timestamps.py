@@ -25,6 +25,8 @@ _DAY_FIRST = re.compile(
     r"(?:\s*(?P<meridiem>[AaPp][Mm]))?$"
 )
 # 'yyyy-mm-dd hh:mm[:ss[.fff]]' or with 'T' between date and time, without a time zone.
+# Limitation: an ISO time with a zone offset ('+02:00', 'Z') is refused as unparseable, and all
+# times are local, so files captured in different zones do not line up in a time split (#4).
 _ISO = re.compile(
     r"^(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})[T ]"
     r"(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<fraction>\d{1,9}))?)?$"
@@ -33,6 +35,8 @@ _PARTS = ("year", "month", "day", "hour", "minute", "second")
 
 # The CIC-IDS2017 capture ran from about 8:00 to 17:10 local time, so on its 12-hour clock
 # without AM/PM an hour from 1 to 7 can only be afternoon, 8 to 11 morning and 12 noon.
+# Limitation: a file in that dialect from another capture, on a 12-hour clock outside those
+# hours (a night capture), is misread by 12 hours; such times are logged as a warning (#3).
 _CIC2017_LAST_MORNING_HOUR = 7
 _CIC2017_CAPTURE_END_HOUR = 18
 
