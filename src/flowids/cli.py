@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--data",
         nargs="+",
+        action="extend",
         required=True,
         metavar="PATH",
         help="flow CSV files (plain or .gz), directories or glob patterns",
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--test-data",
         nargs="+",
+        action="extend",
         default=[],
         metavar="PATH",
         help="with --split files: the flow files that form the test part",

@@ -14,99 +14,20 @@ import platform
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from flowids import __version__
 from flowids.data.labels import BENIGN, is_attack
 from flowids.data.readers import FlowTable, expand_paths, read_flows
 from flowids.errors import DataError
+from flowids.splits import Split, make_split
+from flowids.thresholds import choose_threshold
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Split:
-    """Positions of the training and test flows of one split.
-
-    Attributes
-    ----------
-    train, test : ndarray of int, shape (n_train,), (n_test,)
-        Row positions in the flow table. The training part is in the order the model sees it;
-        its last ``validation_fraction`` is the validation part.
-    test_twins_in_train : int
-        Test flows whose feature vector equals that of some training flow exactly.
-    stratified_by : str
-        What the split kept in proportion: 'label', 'binary' or 'none'.
-    """
-
-    name: str
-    seed: int
-    train: np.ndarray
-    test: np.ndarray
-    test_twins_in_train: int
-    stratified_by: str
-
-
-def _strata(labels: np.ndarray, y: np.ndarray) -> tuple[np.ndarray | None, str]:
-    """Stratify by label; a label with one flow joins the largest label of its binary class."""
-    counts = Counter(labels.tolist())
-    largest = {}
-    for label, _ in counts.most_common():
-        largest.setdefault(bool(y[labels == label][0]), label)
-    strata = labels.copy()
-    for label, n in counts.items():
-        if n < 2:
-            strata[labels == label] = largest[bool(y[labels == label][0])]
-    if min(Counter(strata.tolist()).values()) >= 2:
-        return strata, "label"
-    return None, "none"
-
-
-def count_twins(features: pd.DataFrame, train: np.ndarray, test: np.ndarray) -> int:
-    """Count test flows whose feature vector occurs exactly in the training part.
-
-    Parameters
-    ----------
-    features : DataFrame of shape (n_flows, n_features)
-    train, test : ndarray of int
-        Row positions of the two parts.
-    """
-    hashes = pd.util.hash_pandas_object(features, index=False).to_numpy()
-    return int(np.isin(hashes[test], hashes[train]).sum())
-
-
-def random_split(table: FlowTable, test_fraction: float, seed: int) -> Split:
-    """Stratified random split into training and test parts with a fixed seed.
-
-    Notes
-    -----
-    Labels with one flow cannot be stratified; they are stratified with their binary class
-    (benign or attack) so that a rare attack never crashes the split.
-    """
-    y = is_attack(table.labels)
-    strata, stratified_by = _strata(table.labels, y)
-    if stratified_by != "label":
-        logger.warning("split stratified by %s only: some classes are too small", stratified_by)
-    positions = np.arange(len(table))
-    train, test = train_test_split(
-        positions, test_size=test_fraction, random_state=seed, stratify=strata, shuffle=True
-    )
-    twins = count_twins(table.features, train, test)
-    logger.info(
-        "random split (seed %d): %s training flows, %s test flows, %s test flows with a "
-        "twin in training",
-        seed,
-        f"{len(train):,}",
-        f"{len(test):,}",
-        f"{twins:,}",
-    )
-    return Split("random", seed, train, test, twins, stratified_by)
 
 
 def labelled_flows(table: FlowTable) -> FlowTable:
@@ -177,10 +98,6 @@ def data_summary(table: FlowTable) -> dict:
 def one_hot(y: np.ndarray) -> np.ndarray:
     """Binary targets (n_flows,) as one-hot (n_flows, 2) float32: column 1 is attack."""
     return np.eye(2, dtype=np.float32)[np.asarray(y, dtype=np.int64)]
-
-
-def run_name_time(now: datetime | None = None) -> datetime:
-    return now or datetime.now()
 
 
 def timed(function, *args, **kwargs):
@@ -287,7 +204,13 @@ def fit_run(
     from flowids.models.bilstm import seed_everything
     from flowids.models.detectors import build_detector
 
-    split = make_split(table, config, test_files)
+    split = make_split(
+        table,
+        config.split,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+        test_files=test_files,
+    )
     train = table.take(split.train)
     n_fit = int(round(len(train) * (1 - config.validation_fraction)))
 
@@ -315,16 +238,16 @@ def fit_run(
     )
 
 
-def make_split(table: FlowTable, config, test_files: list[str] | None = None) -> Split:
-    """The split that ``config.split`` names."""
-    if config.split != "random":
-        raise DataError(f"split {config.split!r} is not available yet; use --split random")
-    return random_split(table, config.test_fraction, config.seed)
-
-
 def choose_operating_point(config, y_val: np.ndarray, p_val: np.ndarray) -> dict:
     """The threshold, chosen on the validation part by ``config.threshold_rule``."""
-    return {"rule": "fixed", "threshold": config.threshold}
+    point = choose_threshold(
+        y_val,
+        p_val,
+        config.threshold_rule,
+        threshold=config.threshold,
+        target_fpr=config.target_fpr if config.threshold_rule == "target-fpr" else None,
+    )
+    return point.to_dict()
 
 
 def train_run(
@@ -429,20 +352,10 @@ def write_run(fitted: FittedRun, config, runs_dir: Path, preset: str, command) -
 
 
 def split_summary(fitted: FittedRun) -> dict:
-    """The run record's account of the split."""
-    split = fitted.split
-    summary = {
-        "name": split.name,
-        "seed": split.seed,
-        "stratified_by": split.stratified_by,
-        "train_flows": fitted.fit_flows,
-        "validation_flows": fitted.validation_flows,
-        "test_flows": len(split.test),
-        "test_twins_in_train": split.test_twins_in_train,
-    }
-    for key in ("removed", "details"):
-        if getattr(split, key, None):
-            summary[key] = getattr(split, key)
+    """The run record's account of the split; ``train_flows`` counts the fitted part only."""
+    summary = fitted.split.to_dict()
+    summary["train_flows"] = fitted.fit_flows
+    summary["validation_flows"] = fitted.validation_flows
     return summary
 
 
