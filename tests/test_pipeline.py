@@ -336,3 +336,42 @@ def test_evaluate_refuses_unlabelled_files(run_dir, capsys):
 
     assert code == 2
     assert "needs a label for every flow" in capsys.readouterr().err
+
+
+def test_same_seed_gives_same_metrics(tmp_path, run_dir):
+    # Repeatability: the module's run, trained again with the same data, config and seed.
+    code = main(
+        ["train", "--data", str(WEDNESDAY), "--epochs", "4", "--runs-dir", str(tmp_path), "-q"]
+    )
+
+    (again,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    first = json.loads((run_dir / "metrics.json").read_text())["test"]
+    second = json.loads((again / "metrics.json").read_text())["test"]
+    assert code == 0
+    assert first == second
+    assert pd.read_csv(run_dir / "history.csv").equals(pd.read_csv(again / "history.csv"))
+
+
+def test_repeats_report_mean_and_spread(tmp_path, capsys):
+    code = main(
+        [
+            "train",
+            "--data",
+            str(WEDNESDAY),
+            "--model",
+            "logistic-regression",
+            "--repeats",
+            "3",
+            "--runs-dir",
+            str(tmp_path),
+            "-q",
+        ]
+    )
+
+    out = capsys.readouterr().out
+    runs = sorted(p for p in tmp_path.iterdir() if not p.name.startswith("."))
+    seeds = [json.loads((p / "config.json").read_text())["seed"] for p in runs]
+    assert code == 0
+    assert sorted(seeds) == [20200924, 20200925, 20200926]
+    assert "over 3 seeds: metric mean (std, min-max)" in out
+    assert out.strip().splitlines()[-1] in {str(p) for p in runs}
