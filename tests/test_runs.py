@@ -304,7 +304,7 @@ def test_readme_reports_architecture_confusion_and_reproduction(
     benign_row, attack_row = [line for line in confusion.splitlines() if line[:3] == "| b"] + [
         line for line in confusion.splitlines() if line[:3] == "| a"
     ]
-    assert "1490" in benign_row and "| 10 " in benign_row
+    assert "1,490" in benign_row and "| 10 " in benign_row
     assert "| 25 " in attack_row and "475" in attack_row
     assert "This run trained a bilstm model from preset `seed-20200924`" in readme
     assert "precision 0.9794, recall 0.9500 (475 of 500 attack flows detected)" in readme
@@ -316,7 +316,7 @@ def test_readme_reports_architecture_confusion_and_reproduction(
     assert "![Learning curves" in readme and "](learning_curves.png)" in readme
     assert (
         "flowids train --data /data/cicids2017/Wednesday.csv --preset seed-20200924 "
-        "--optimizer rmsprop --split random --seed 20200924"
+        "--model bilstm --split random --seed 20200924"
     ) in readme
     assert "| keras | 3.6.0 |" in readme
 

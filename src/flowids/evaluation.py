@@ -509,7 +509,7 @@ def confusion_markdown(metrics: Mapping[str, Any]) -> str:
         for col in range(2):
             share = shares[row, col]
             pct = "" if math.isnan(share) else f" ({share:.1f} %)"
-            cells.append(f"{counts[row, col]}{pct}")
+            cells.append(f"{int(counts[row, col]):,}{pct}")
         lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines) + "\n"
 
@@ -550,7 +550,7 @@ def per_label_markdown(metrics: Mapping[str, Any]) -> str:
         recall = _format_value(row["recall"]) if "recall" in row else "-"
         fpr = _format_value(row["false_positive_rate"]) if "false_positive_rate" in row else "-"
         name = str(label).replace("|", "\\|")
-        lines.append(f"| {name} | {row['n_flows']} | {row['detected']} | {recall} | {fpr} |")
+        lines.append(f"| {name} | {row['n_flows']:,} | {row['detected']:,} | {recall} | {fpr} |")
     return "\n".join(lines) + "\n"
 
 
@@ -728,7 +728,7 @@ def _format_value(value: Any) -> str:
     if isinstance(value, bool | np.bool_):
         return str(bool(value))
     if isinstance(value, int | np.integer):
-        return str(int(value))
+        return f"{int(value):,}"
     return f"{float(value):.4f}"
 
 

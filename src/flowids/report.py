@@ -79,6 +79,8 @@ def reproduce_command(record: Mapping[str, Any]) -> str:
     str
         One shell-quoted command line.
     """
+    if record.get("command"):
+        return str(record["command"])
     config = record.get("config") or {}
     split = record.get("split") or {}
     words = ["flowids", "train"]
@@ -87,8 +89,8 @@ def reproduce_command(record: Mapping[str, Any]) -> str:
         words += ["--data", *paths]
     if record.get("preset"):
         words += ["--preset", str(record["preset"])]
-    if record.get("optimizer"):
-        words += ["--optimizer", str(record["optimizer"])]
+    if record.get("model"):
+        words += ["--model", str(record["model"])]
     split_name = split.get("name", config.get("split"))
     if split_name:
         words += ["--split", str(split_name)]
@@ -216,6 +218,12 @@ def _summary_results(record: Mapping[str, Any]) -> str:
         f" {count(m.get('n_benign'))} benign flows called attacks), that is"
         f" {_per10k(m.get('false_alarms_per_10k_benign'))} false alarms per 10,000 benign flows."
     )
+    decision = record.get("decision") or {}
+    if decision.get("rule") and decision["rule"] != "fixed":
+        text += (
+            f" The threshold was chosen by the rule `{decision['rule']}` on the"
+            f" {count(decision.get('n_validation'))} validation flows."
+        )
     twins = (record.get("split") or {}).get("test_twins_in_train")
     if _is_number(twins) and twins > 0:
         text += f" {count(twins)} test flows have an exact twin among the training flows."
@@ -414,7 +422,7 @@ def _environment_section(record: Mapping[str, Any]) -> str:
     if not env and not record.get("flowids_version"):
         return ""
     rows = []
-    if record.get("flowids_version"):
+    if record.get("flowids_version") and "flowids" not in env:
         rows.append(["flowids", record["flowids_version"]])
     rows += [[name, _plain(version)] for name, version in env.items()]
     return "## Environment\n\n" + markdown_table(["component", "version"], rows, "ll")
