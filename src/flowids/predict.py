@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from flowids.data.labels import is_attack
 from flowids.data.readers import (
@@ -30,6 +31,12 @@ from flowids.data.schema import IDENTIFIERS
 from flowids.errors import DataError, RunRecordError, UsageError
 from flowids.evaluation import binary_metrics, verdicts
 from flowids.features.preprocessing import Preprocessor
+from flowids.features.windows import (
+    WindowSettings,
+    WindowState,
+    stream_table_windows,
+    table_windows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +54,7 @@ class TrainedRun:
     preprocessor: Preprocessor
     threshold: float
     decision: dict
+    windows: WindowSettings | None = None
 
     def score(self, features: pd.DataFrame, source: str = "input") -> np.ndarray:
         """Attack probability of each flow.
@@ -59,9 +67,48 @@ class TrainedRun:
         Returns
         -------
         ndarray of float64, shape (n_flows,)
+
+        Raises
+        ------
+        UsageError
+            If the run scores windows of related flows: use :meth:`score_table`.
         """
+        if self.windows is not None:
+            raise UsageError(
+                f"run {self.path} scores {self.windows.describe()}, which needs each flow's "
+                "identifiers and timestamp; score a FlowTable with score_table"
+            )
         x = self.preprocessor.transform(features, source=source)
         return self.detector.attack_probability(x)
+
+    def score_table(
+        self, table: FlowTable, source: str = "input", state: WindowState | None = None
+    ) -> np.ndarray:
+        """Attack probability of each flow of a table, with its window where the run uses them.
+
+        Parameters
+        ----------
+        table : FlowTable
+            Flows with canonical features; for a run with windows also the identifiers of
+            its key and a Timestamp.
+        state : WindowState, optional
+            Flows pushed before, from :meth:`window_state`: the table is then the next chunk
+            of a stream. Without it, windows are built from the table's flows only.
+
+        Returns
+        -------
+        ndarray of float64, shape (n_flows,)
+        """
+        if self.windows is None:
+            return self.score(table.features, source)
+        x = self.preprocessor.transform(table.features, source=source)
+        if state is None:
+            return self.detector.attack_probability(table_windows(table, x, self.windows))
+        return self.detector.attack_probability(stream_table_windows(state, table, x))
+
+    def window_state(self) -> WindowState | None:
+        """A fresh per-key window state for scoring a stream; None for runs without windows."""
+        return None if self.windows is None else WindowState(self.windows)
 
 
 def load_trained_run(run_dir: str | Path) -> TrainedRun:
@@ -83,7 +130,8 @@ def load_trained_run(run_dir: str | Path) -> TrainedRun:
     decision = json.loads((path / DECISION_FILE).read_text(encoding="utf-8"))
     preprocessor = Preprocessor.load(path / PREPROCESSING_FILE)
     detector = load_detector(path, decision.get("model_file", MODEL_FILE))
-    return TrainedRun(path, detector, preprocessor, float(decision["threshold"]), decision)
+    windows = WindowSettings.from_dict(decision["windows"]) if decision.get("windows") else None
+    return TrainedRun(path, detector, preprocessor, float(decision["threshold"]), decision, windows)
 
 
 @dataclass
@@ -148,13 +196,18 @@ class _Scores:
 def score_file(
     run: TrainedRun, path: Path, chunk_flows: int, allow_other_producer: bool = False
 ) -> Iterator[tuple[FlowTable, np.ndarray]]:
-    """Yield each chunk of a flow file with the attack probability of its flows."""
+    """Yield each chunk of a flow file with the attack probability of its flows.
+
+    For a run with windows, a flow's window holds the flows of its key read before it in the
+    same file (the state is per file, as windows never cross files in training either).
+    """
+    state = run.window_state()
     with closing(iter_flow_chunks(path, chunk_flows)) as chunks:
         for chunk in chunks:
             run.preprocessor.check_dialects(
                 [chunk.reports[0].dialect], str(path), allow_other_producer
             )
-            yield chunk, run.score(chunk.features, source=str(path))
+            yield chunk, run.score_table(chunk, str(path), state)
 
 
 def evaluate_files(
@@ -200,6 +253,7 @@ def predict_files(
     output: str | Path,
     chunk_flows: int = DEFAULT_CHUNK_FLOWS,
     allow_other_producer: bool = False,
+    progress: bool = False,
 ) -> PredictionSummary:
     """Score every flow in ``paths`` and write one line per flow to ``output``.
 
@@ -216,8 +270,9 @@ def predict_files(
     scores = _Scores()
 
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    bar = tqdm(desc="scoring", unit=" flows", disable=not progress, unit_scale=True)
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+        with bar, open(tmp, "w", encoding="utf-8", newline="") as handle:
             for path in files:
                 counts = {"flows": 0, "attacks": 0}
                 for chunk, probability in score_file(run, path, chunk_flows, allow_other_producer):
@@ -226,6 +281,7 @@ def predict_files(
                     scores.add(chunk.labels, probability)
                     counts["flows"] += len(frame)
                     counts["attacks"] += int((frame["verdict"] == "attack").sum())
+                    bar.update(len(frame))
                 summary.per_file[str(path)] = counts
                 summary.flows += counts["flows"]
                 summary.attacks += counts["attacks"]
