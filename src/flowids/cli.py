@@ -221,7 +221,102 @@ def build_parser() -> argparse.ArgumentParser:
 
     presets = commands.add_parser("presets", help="list the named presets")
     _add_common(presets)
+
+    _add_extract_parser(commands)
+    _add_detect_parser(commands)
     return parser
+
+
+def _add_flow_settings(parser: argparse.ArgumentParser) -> None:
+    """Flow timeouts shared by `extract` and `detect` (defaults: the Java CICFlowMeter's)."""
+    parser.add_argument(
+        "--active-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="a flow ends this long after its first packet (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="a flow ends after this long without packets (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--activity-timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="gap that ends an active period, for the Active/Idle features (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-fin-end",
+        action="store_true",
+        help="do not end a TCP flow at its first FIN (CICFlowMeter does)",
+    )
+
+
+def _add_extract_parser(commands) -> None:
+    extract = commands.add_parser(
+        "extract",
+        help="turn packet captures into CIC-IDS2017 flow records",
+        description="Read pcap or pcapng files with NFStream and write their flows as a CSV "
+        "with the CIC-IDS2017 columns, names and units, which `train`, `predict` and "
+        "`evaluate` read. Counts of packets read, skipped (with reasons) and flows are printed.",
+    )
+    extract.add_argument(
+        "pcaps", nargs="+", metavar="PCAP", help="capture files, directories or globs"
+    )
+    extract.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="FLOWS.csv", help="CSV to write"
+    )
+    extract.add_argument(
+        "--label", metavar="TEXT", help="add a Label column holding TEXT on every flow"
+    )
+    _add_flow_settings(extract)
+    _add_common(extract)
+
+
+def _add_detect_parser(commands) -> None:
+    detect = commands.add_parser(
+        "detect",
+        help="score flows from captures or a live interface and write EVE alerts",
+        description="Turn packets into flows, score them with a trained run and write every "
+        "flow at or above the run's threshold as a JSON line in the Suricata EVE alert shape. "
+        "With --interface, capture until Ctrl-C (or --duration), printing counters on "
+        "standard error; flows are scored as they time out.",
+    )
+    detect.add_argument(
+        "pcaps", nargs="*", metavar="PCAP", help="capture files, directories or globs"
+    )
+    detect.add_argument("--interface", metavar="IFACE", help="capture live from this interface")
+    detect.add_argument("--run", required=True, help="run directory, run id, or 'latest'")
+    detect.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="ALERTS.jsonl", help="alerts file"
+    )
+    detect.add_argument(
+        "--flows-out", type=Path, metavar="FLOWS.csv", help="also write every scored flow"
+    )
+    detect.add_argument(
+        "--duration", type=float, metavar="S", help="live: stop after this many seconds"
+    )
+    detect.add_argument(
+        "--stats-interval",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="live: seconds between counter lines (default: %(default)s)",
+    )
+    detect.add_argument("--bpf", metavar="FILTER", help="live: BPF capture filter")
+    detect.add_argument(
+        "--allow-other-producer",
+        action="store_true",
+        help="score even if the run was trained on flows of another producer",
+    )
+    _add_flow_settings(detect)
+    _add_runs_dir(detect)
+    _add_common(detect)
 
 
 def _parse_setting(text: str) -> tuple[str, object]:
@@ -325,7 +420,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.chunk_flows < 1:
         raise UsageError(f"--chunk-flows {args.chunk_flows}: expected a positive number")
     run = load_trained_run(resolve_run(args.run, args.runs_dir))
-    summary = predict_files(run, args.files, output, args.chunk_flows, args.allow_other_producer)
+    summary = predict_files(
+        run,
+        args.files,
+        output,
+        args.chunk_flows,
+        args.allow_other_producer,
+        progress=not args.quiet,
+    )
 
     print(f"run: {run.path}")
     print(f"threshold: {run.threshold}")
@@ -385,12 +487,79 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flow_settings(args: argparse.Namespace):
+    from flowids.features.packets import ExtractSettings
+
+    return ExtractSettings(
+        active_timeout_s=args.active_timeout,
+        idle_timeout_s=args.idle_timeout,
+        activity_timeout_s=args.activity_timeout,
+        end_on_fin=not args.no_fin_end,
+    )
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from flowids.features.packets import extract_flows
+
+    report = extract_flows(args.pcaps, args.output, _flow_settings(args), label=args.label)
+    for capture in report.captures:
+        print(capture.summary())
+    rate = report.packets_read / report.seconds if report.seconds else 0.0
+    print(
+        f"total: {report.packets_read:,} packets, {report.packets_skipped:,} skipped, "
+        f"{report.flows_written:,} flows in {report.seconds:.2f} s ({rate:,.0f} packets/s)"
+    )
+    print(f"wrote {report.output}")
+    return 0
+
+
+def _print_live_counters(stats: dict) -> None:
+    print(
+        f"packets {stats['packets_read']:,} | flows {stats['flows']:,} "
+        f"(active {stats['active_flows']:,}) | alerts {stats['alerts']:,} | "
+        f"dropped {stats['dropped']:,}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from flowids.detect import detect
+    from flowids.runs import resolve_run
+
+    if bool(args.pcaps) == bool(args.interface):
+        raise UsageError("give capture files or --interface IFACE (one of the two)")
+    live_options = {"stats_interval_s": args.stats_interval, "duration_s": args.duration}
+    if args.bpf:
+        live_options["bpf_filter"] = args.bpf
+    report = detect(
+        resolve_run(args.run, args.runs_dir),
+        args.output,
+        pcaps=args.pcaps or None,
+        interface=args.interface,
+        flows_out=args.flows_out,
+        settings=_flow_settings(args),
+        live_options=live_options,
+        allow_other_producer=args.allow_other_producer,
+        on_stats=_print_live_counters,
+    )
+
+    print(f"run: {report.run_id} (threshold {report.threshold:g})")
+    for capture in report.captures:
+        print(capture.summary())
+    print(f"total: {report.flows:,} flows scored, {report.alerts:,} alerts")
+    print(f"wrote {report.output}" + (f" and {report.flows_output}" if report.flows_output else ""))
+    return 0
+
+
 _COMMANDS = {
     "train": cmd_train,
     "predict": cmd_predict,
     "evaluate": cmd_evaluate,
     "runs": cmd_runs,
     "presets": cmd_presets,
+    "extract": cmd_extract,
+    "detect": cmd_detect,
 }
 
 
