@@ -207,8 +207,6 @@ def detect(
     Parameters
     ----------
     run : TrainedRun, or path of a run directory
-        A path is loaded after the packet reader has started (a forked reader then never
-        holds the model's threads).
     output : str or Path
         JSON lines, one EVE alert per flow whose attack probability is at or above the run's
         threshold.
@@ -252,14 +250,6 @@ def detect(
         if on_stats is not None:
             on_stats({**stats, "alerts": counters["alerts"], "scored": counters["flows"]})
 
-    batches = stream_flows(
-        captures,
-        settings,
-        interface=interface,
-        live_options=live_options,
-        on_report=reports.append,
-        on_stats=live_stats,
-    )
     if not isinstance(run, TrainedRun):
         from flowids.predict import load_trained_run
 
@@ -269,7 +259,17 @@ def detect(
     report = DetectReport(run_id=run_id_of(run), threshold=run.threshold, captures=reports)
     outputs = _Outputs(output, flows_out, live=interface is not None)
     success = False
+    batches = None
     try:
+        # The reader starts here, after the model: with JAX loaded it is spawned, not forked.
+        batches = stream_flows(
+            captures,
+            settings,
+            interface=interface,
+            live_options=live_options,
+            on_report=reports.append,
+            on_stats=live_stats,
+        )
         pending: list[tuple] = []
         for rows in batches:
             pending.extend(rows)
@@ -284,6 +284,8 @@ def detect(
                 check_capture_report(capture)
         success = True
     finally:
+        if batches is not None:
+            batches.close()
         outputs.close(success)
 
     report.flows, report.alerts = counters["flows"], counters["alerts"]
