@@ -82,9 +82,13 @@ def record_row(run_dir: Path, title: str) -> dict:
     }
 
 
-def fmt(value) -> str:
+def fmt(value, column: str = "") -> str:
     if value is None:
         return "n/a"
+    if column == "seed":
+        return str(value)
+    if column == "train s":
+        return f"{value:,.1f}"
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 1 or value == 1 else f"{value:,.1f}"
     if isinstance(value, int):
@@ -94,7 +98,7 @@ def fmt(value) -> str:
 
 def table(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(fmt(row[c]) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(fmt(row[c], c) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -159,6 +163,27 @@ def spread(rows: list[dict]) -> list[dict]:
     return out
 
 
+def findings(sections: dict, experiments) -> list[str]:
+    """One generated sentence per experiment: the best F1, and where the BiLSTM stands."""
+    lines = []
+    for title, *_ in experiments:
+        rows = [row for row in sections["main"] if row["experiment"] == title]
+        ranked = sorted(rows, key=lambda row: -(row["f1"] or 0.0))
+        if not ranked:
+            continue
+        best = ranked[0]
+        text = f"- {title}: best F1 {fmt(best['f1'])} ({best['model']})"
+        names = [row["model"] for row in ranked]
+        if "bilstm" in names:
+            bilstm = ranked[names.index("bilstm")]
+            text += (
+                f"; the BiLSTM ranks {names.index('bilstm') + 1} of {len(ranked)} with F1 "
+                f"{fmt(bilstm['f1'])}, recall {fmt(bilstm['recall'])}, FPR {fmt(bilstm['fpr'])}"
+            )
+        lines.append(text + ".")
+    return lines
+
+
 def render(sections: dict, seconds: float, quick: bool, experiments=EXPERIMENTS) -> str:
     main_columns = [
         "model",
@@ -186,6 +211,7 @@ def render(sections: dict, seconds: float, quick: bool, experiments=EXPERIMENTS)
     ]
     if quick:
         parts += ["", "**Quick mode (2 epochs): a check of the generator, not a result.**"]
+    parts += ["", "## Summary", "", *findings(sections, experiments)]
     for title, _, data, test_data in experiments:
         rows = [row for row in sections["main"] if row["experiment"] == title]
         trained_on = ", ".join(p.name for p in data)
