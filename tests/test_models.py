@@ -148,7 +148,9 @@ def test_unknown_key_in_file_names_key_file_and_allowed_keys(tmp_path: Path) -> 
     message = str(raised.value)
     assert f"config file {path}: unknown key 'epoch' (did you mean 'epochs'?)" in message
     assert "allowed keys: model, timesteps, lstm_units," in message
-    assert message.endswith("seed, threshold, threshold_rule, target_fpr, mlp_units")
+    assert message.endswith(
+        "seed, threshold, threshold_rule, target_fpr, mlp_units, window_key, window_gap_s"
+    )
 
 
 def test_unknown_override_key_is_refused() -> None:
@@ -453,9 +455,21 @@ def test_to_model_input_adds_one_step_axis() -> None:
     np.testing.assert_array_equal(arranged[:, 0, :], features)
 
 
+def test_to_model_input_takes_windows_of_the_given_length() -> None:
+    windows = np.arange(24, dtype=np.float64).reshape(2, 4, 3)
+
+    arranged = to_model_input(windows, timesteps=4)
+
+    assert arranged.shape == (2, 4, 3)
+    assert arranged.dtype == np.float32
+    np.testing.assert_array_equal(arranged, windows)
+
+
 def test_to_model_input_refuses_other_timesteps_and_shapes() -> None:
-    with pytest.raises(UsageError, match=r"timesteps = 5 is not supported yet; only 1"):
+    with pytest.raises(UsageError, match=r"with timesteps = 5 expected windows of shape"):
         to_model_input(np.zeros((4, 2), dtype=np.float32), timesteps=5)
+    with pytest.raises(UsageError, match=r"shape \(4, 3, 2\); with timesteps = 5 expected"):
+        to_model_input(np.zeros((4, 3, 2), dtype=np.float32), timesteps=5)
     with pytest.raises(UsageError, match=r"features have shape \(4,\); expected \(n_flows,"):
         to_model_input(np.zeros(4, dtype=np.float32))
 

@@ -218,6 +218,8 @@ def fit_run(
     x_train = preprocessor.transform(train.features, "training part")
     y_train = is_attack(train.labels)
     x_fit, y_fit, x_val, y_val = x_train[:n_fit], y_train[:n_fit], x_train[n_fit:], y_train[n_fit:]
+    if config.timesteps > 1:
+        x_fit, x_val = fit_and_validation_windows(train, x_train, n_fit, config)
 
     seed_everything(config.seed)
     detector = build_detector(x_train.shape[1], config)
@@ -235,6 +237,18 @@ def fit_run(
         n_fit,
         len(train) - n_fit,
         operating_point,
+    )
+
+
+def fit_and_validation_windows(train: FlowTable, x_train: np.ndarray, n_fit: int, config):
+    """Windows of the fit and validation parts, each built from its own flows only."""
+    from flowids.features.windows import WindowSettings, table_windows
+
+    settings = WindowSettings.from_config(config)
+    fit_part, validation_part = np.arange(n_fit), np.arange(n_fit, len(train))
+    return (
+        table_windows(train.take(fit_part), x_train[:n_fit], settings),
+        table_windows(train.take(validation_part), x_train[n_fit:], settings),
     )
 
 
@@ -275,10 +289,14 @@ def write_run(fitted: FittedRun, config, runs_dir: Path, preset: str, command) -
     """Save the fitted run, score its test part through the saved files, write the record."""
     from flowids.evaluation import binary_metrics
     from flowids.features.preprocessing import NON_FINITE_RULE
+    from flowids.features.windows import WindowSettings, table_time_order
     from flowids.predict import DECISION_FILE, PREPROCESSING_FILE, load_trained_run
     from flowids.runs import RunWriter
 
     test = fitted.table.take(fitted.split.test)
+    windows = WindowSettings.from_config(config)
+    if windows is not None:  # test flows in the order windows see them
+        test = test.take(table_time_order(test, windows))
     y_test = is_attack(test.labels)
     threshold = fitted.operating_point["threshold"]
 
@@ -290,13 +308,14 @@ def write_run(fitted: FittedRun, config, runs_dir: Path, preset: str, command) -
             "output": "attack probability",
             "model": config.model,
             "model_file": model_file,
+            **({"windows": windows.to_dict()} if windows is not None else {}),
             **fitted.operating_point,
         }
         (run_dir / DECISION_FILE).write_text(_json(decision), encoding="utf-8")
 
         trained = load_trained_run(run_dir)
-        trained.score(test.features.iloc[:1], "warm-up")  # compiles; not part of the timing
-        p_test, predict_seconds = timed(trained.score, test.features, "test part")
+        trained.score_table(test.take(np.arange(1)), "warm-up")  # compiles; not timed
+        p_test, predict_seconds = timed(trained.score_table, test, "test part")
         metrics = binary_metrics(y_test, p_test, threshold, labels=test.labels)
 
         env = environment()

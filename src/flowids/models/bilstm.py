@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from flowids.errors import DataError, UsageError
+from flowids.features.windows import MASK_VALUE
 from flowids.models.presets import LOSSES, MODELS, OPTIMIZERS, TrainingConfig
 
 logger = logging.getLogger(__name__)
@@ -70,17 +71,23 @@ def build_bilstm(n_features: int, config: TrainingConfig) -> keras.Model:
 
     Notes
     -----
-    Layers, by name: ``bilstm_1`` (returns sequences) with ``noise_1`` and ``batchnorm_1``;
-    then for each further LSTM size ``bilstm_<i>`` and ``batchnorm_<i>`` (only the last one
-    returns a single vector); ``flatten``, ``dense``, ``noise_dense``, ``relu6``,
-    ``batchnorm_dense``, ``logits`` and ``softmax``. Kernels and recurrent kernels of both
-    directions are limited to norm ``max_norm``; only the forward direction's LSTM bias
-    carries the L2 penalty ``fwd_bias_l2``.
+    Layers, by name: with ``timesteps`` > 1 first ``padding_mask``, a Masking layer that
+    marks window rows whose every feature is ``MASK_VALUE`` as padding, which the LSTMs skip
+    and the batch normalisations leave out of their statistics (with ``timesteps`` = 1 there
+    is no padding and no such layer); ``bilstm_1`` (returns sequences) with ``noise_1`` and
+    ``batchnorm_1``; then for each further LSTM size ``bilstm_<i>`` and ``batchnorm_<i>``
+    (only the last one returns a single vector); ``flatten``, ``dense``, ``noise_dense``,
+    ``relu6``, ``batchnorm_dense``, ``logits`` and ``softmax``. Kernels and recurrent kernels
+    of both directions are limited to norm ``max_norm``; only the forward direction's LSTM
+    bias carries the L2 penalty ``fwd_bias_l2``.
     """
     _check_build_arguments(n_features, config)
 
     inputs = keras.Input(shape=(config.timesteps, n_features), name="flows")
-    hidden = _recurrent_stack(inputs, config)
+    hidden = inputs
+    if config.timesteps > 1:
+        hidden = keras.layers.Masking(mask_value=MASK_VALUE, name="padding_mask")(inputs)
+    hidden = _recurrent_stack(hidden, config)
     outputs = _dense_head(hidden, config)
     model = keras.Model(inputs=inputs, outputs=outputs, name="flowids_bilstm")
 
@@ -204,49 +211,49 @@ def count_params(model: keras.Model) -> int:
 
 
 def to_model_input(features: np.ndarray, timesteps: int = 1) -> np.ndarray:
-    """Arrange preprocessed flows as model input.
+    """Arrange preprocessed flows, or windows of them, as model input.
 
     Parameters
     ----------
-    features : ndarray of shape (n_flows, n_features)
-        Preprocessed, finite feature values; cast to float32.
+    features : ndarray of shape (n_flows, n_features), or (n_windows, timesteps, n_features)
+        Preprocessed, finite feature values; cast to float32. With ``timesteps`` > 1, windows
+        as :func:`flowids.features.windows.build_windows` makes them.
     timesteps : int
-        Flows per sequence; only 1 is supported.
+        Flows per sequence.
 
     Returns
     -------
-    ndarray of shape (n_flows, 1, n_features), float32
-        Each flow as a sequence of one step; a view of `features` when it is already a
-        C-contiguous float32 array.
+    ndarray of shape (n_flows, timesteps, n_features), float32
+        With ``timesteps`` = 1 each flow as a sequence of one step: a view of `features`
+        when it is already a C-contiguous float32 array.
 
     Raises
     ------
     UsageError
-        If `timesteps` is not 1 or `features` is not two-dimensional.
+        If `features` does not have the shape that `timesteps` asks for.
     DataError
         If any value is NaN or infinite.
     """
-    # Limitation: windows of several consecutive flows (timesteps > 1) are not built yet, so
-    # presets with timesteps > 1 can be built but not fed.
-    if timesteps != 1:
-        raise UsageError(
-            f"timesteps = {timesteps!r} is not supported yet; only 1 (each flow on its own) "
-            "can be turned into model input; set timesteps = 1"
-        )
-
     values = np.asarray(features, dtype=np.float32)
-    if values.ndim != 2:
+    if timesteps != 1 and (values.ndim != 3 or values.shape[1] != timesteps):
+        raise UsageError(
+            f"features have shape {values.shape}; with timesteps = {timesteps} expected "
+            f"windows of shape (n_windows, {timesteps}, n_features) (see build_windows)"
+        )
+    if timesteps == 1 and values.ndim != 2:
         raise UsageError(
             f"features have shape {values.shape}; expected (n_flows, n_features), one row per flow"
         )
 
     finite = np.isfinite(values)
     if not finite.all():
-        flow, feature = np.argwhere(~finite)[0]
+        flow, *_, feature = np.argwhere(~finite)[0]
         raise DataError(
             f"features hold {int((~finite).sum())} NaN or infinite values, first at flow "
             f"{flow} (0-based), feature column {feature}; the model needs finite values: "
             "apply the fitted preprocessing first"
         )
 
+    if timesteps != 1:
+        return values
     return values.reshape(values.shape[0], 1, values.shape[1])

@@ -52,7 +52,9 @@ class NetworkDetector:
 
         Parameters
         ----------
-        x_fit, x_val : ndarray of float32, shape (n_flows, n_features)
+        x_fit, x_val : ndarray of float32, shape (n_flows, n_features), or FlowWindows
+            Preprocessed flows, or their windows (networks with timesteps > 1); windows are
+            built batch by batch, so memory grows with the flows, not with the timesteps.
         y_fit, y_val : ndarray of int, shape (n_flows,)
             1 for attack, 0 for benign.
 
@@ -61,9 +63,12 @@ class NetworkDetector:
         dict of str to list of float
             Keras's per-epoch history.
         """
+        from flowids.features.windows import FlowWindows
         from flowids.models.bilstm import to_model_input
         from flowids.training import EpochProgress, one_hot
 
+        if isinstance(x_fit, FlowWindows):
+            return self._fit_windows(x_fit, y_fit, x_val, y_val, progress)
         history = self.model.fit(
             to_model_input(x_fit),
             one_hot(y_fit),
@@ -76,14 +81,54 @@ class NetworkDetector:
         )
         return history.history
 
-    def attack_probability(self, x: np.ndarray) -> np.ndarray:
-        """Attack probability (n_flows,) of preprocessed flows x (n_flows, n_features)."""
+    def _fit_windows(self, x_fit, y_fit, x_val, y_val, progress: bool) -> dict:
+        """Fit on windows gathered batch by batch, shuffled each epoch with the config's seed."""
+        from flowids.training import EpochProgress
+
+        seed = self.config.seed
+        history = self.model.fit(
+            _window_batches(x_fit, y_fit, self.config.batch_size, seed),
+            validation_data=_window_batches(x_val, y_val, self.config.batch_size, None),
+            epochs=self.config.epochs,
+            verbose=0,
+            callbacks=[EpochProgress(self.config.epochs, progress)],
+        )
+        return history.history
+
+    def attack_probability(self, x) -> np.ndarray:
+        """Attack probability (n_flows,) of preprocessed flows x (n_flows, n_features).
+
+        ``x`` may also be a FlowWindows: then each flow is scored as the last of its window.
+        """
+        from flowids.features.windows import FlowWindows
+
+        if isinstance(x, FlowWindows):
+            return self._window_probability(x)
         outputs = []
         for start in range(0, len(x), PREDICT_BATCH):
             batch = x[start : start + PREDICT_BATCH]
             padded = np.zeros((PREDICT_BATCH, x.shape[1]), dtype=np.float32)
             padded[: len(batch)] = batch
             result = np.asarray(self.model.predict_on_batch(padded[:, None, :]))
+            outputs.append(result[: len(batch), 1])
+        if not outputs:
+            return np.zeros(0, dtype=np.float64)
+        return np.concatenate(outputs).astype(np.float64)
+
+    def _window_probability(self, windows) -> np.ndarray:
+        """Attack probability of each window's last flow, in fixed-size batches."""
+        steps = self.model.input_shape[1]
+        if windows.timesteps != steps:
+            raise UsageError(
+                f"windows of {windows.timesteps} flows given to a network that reads "
+                f"{steps}; build the windows with the run's own settings"
+            )
+        outputs = []
+        for start in range(0, len(windows), PREDICT_BATCH):
+            batch = windows.gather(slice(start, start + PREDICT_BATCH))
+            padded = np.zeros((PREDICT_BATCH, *batch.shape[1:]), dtype=np.float32)
+            padded[: len(batch)] = batch
+            result = np.asarray(self.model.predict_on_batch(padded))
             outputs.append(result[: len(batch), 1])
         if not outputs:
             return np.zeros(0, dtype=np.float64)
@@ -112,6 +157,33 @@ class NetworkDetector:
                 sum(int(np.prod(w.shape)) for w in self.model.trainable_weights)
             ),
         }
+
+
+def _window_batches(windows, y: np.ndarray, batch_size: int, seed: int | None):
+    """A Keras PyDataset of (windows, one-hot targets) batches; shuffled per epoch if seeded."""
+    import keras
+
+    from flowids.training import one_hot
+
+    class _WindowBatches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.order = np.arange(len(windows))
+            self.rng = None if seed is None else np.random.default_rng(seed)
+            self.on_epoch_end()
+
+        def __len__(self) -> int:
+            return -(-len(windows) // batch_size)
+
+        def __getitem__(self, batch: int):
+            rows = self.order[batch * batch_size : (batch + 1) * batch_size]
+            return windows.gather(rows), one_hot(y[rows])
+
+        def on_epoch_end(self) -> None:
+            if self.rng is not None:
+                self.rng.shuffle(self.order)
+
+    return _WindowBatches()
 
 
 def _make_estimator(config: TrainingConfig):

@@ -28,6 +28,9 @@ SPLITS = ("random", "dedup", "time", "files")
 THRESHOLD_RULES = ("fixed", "best-f1", "target-fpr")
 OPTIMIZERS = ("rmsprop",)
 LOSSES = ("categorical_crossentropy",)
+# What flows of one window share (see flowids.features.windows): source IP to destination IP
+# and port, destination IP and port, or source IP.
+WINDOW_KEYS = ("src-dst-port", "dst", "src")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +46,8 @@ class TrainingConfig:
         Detector to train: ``"bilstm"``, or a baseline in the same harness: ``"mlp"``,
         ``"random-forest"``, ``"gradient-boosting"`` (LightGBM), ``"logistic-regression"``.
     timesteps : int
-        Flows per model input sequence; ``1`` feeds each flow on its own.
+        Flows per model input sequence; ``1`` feeds each flow on its own, more feeds each
+        flow as the last of a window of related flows (``window_key``, ``window_gap_s``).
     lstm_units : tuple of int
         Units per direction of each stacked bidirectional LSTM, input side first.
     dense_units : int
@@ -92,6 +96,13 @@ class TrainingConfig:
         False-positive rate that ``"target-fpr"`` aims for, as a share of benign flows.
     mlp_units : tuple of int
         Hidden layer widths of the ``"mlp"`` model, input side first.
+    window_key : str
+        With ``timesteps`` > 1, what the flows of a window share: ``"src-dst-port"`` (source
+        IP to destination IP and port), ``"dst"`` (destination IP and port) or ``"src"``
+        (source IP).
+    window_gap_s : float
+        With ``timesteps`` > 1, seconds between consecutive flows of a key beyond which a
+        new sequence starts.
     """
 
     model: str
@@ -118,6 +129,8 @@ class TrainingConfig:
     threshold_rule: str = "fixed"
     target_fpr: float = 0.001
     mlp_units: tuple[int, ...] = (384, 192, 64, 16)
+    window_key: str = "src-dst-port"
+    window_gap_s: float = 120.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -355,6 +368,8 @@ _RULES: dict[str, tuple[_Checker, str]] = {
         "a number in (0, 1)",
     ),
     "mlp_units": (_units, "a non-empty list of integers >= 1, such as [384, 192, 64, 16]"),
+    "window_key": (_choice(WINDOW_KEYS), f"one of {', '.join(WINDOW_KEYS)}"),
+    "window_gap_s": (_float_between(0.0, _INF, low_open=True), "a number of seconds > 0"),
 }
 
 
@@ -404,3 +419,17 @@ _PRESETS: dict[str, _Preset] = {
         ),
     ),
 }
+
+# The seed network and recipe over windows of related flows instead of single flows.
+_PRESETS["windows-t8"] = _Preset(
+    description=(
+        "seed-20200924's network and recipe over windows of 8 flows with the same source IP, "
+        "destination IP and port (a gap over 120 s starts anew), padded and masked"
+    ),
+    config=dataclasses.replace(
+        _PRESETS[DEFAULT_PRESET].config,
+        timesteps=8,
+        window_key="src-dst-port",
+        window_gap_s=120.0,
+    ),
+)
