@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 import shutil
@@ -621,3 +622,110 @@ def test_dialect_recognised_from_spellings(names, dialect):
 
     assert mapping.dialect == dialect
     assert mapping.features == ["flow_duration_us", "total_fwd_packets", "init_fwd_window_bytes"]
+
+
+# Fast and exact parsing
+
+
+def _exact_only(monkeypatch):
+    """Make every block take the cell-by-cell parse."""
+    import flowids.data.readers as readers
+
+    monkeypatch.setattr(readers, "_fast_table", lambda *args: None)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *sorted(DATA_FILES),
+        "../cases/BR-03-infinity-nan-rates.csv",
+        "../cases/BR-05a-webattack-cp1252.csv",
+        "../cases/BR-07-ids2018-repeated-header.csv",
+        "../cases/BR-09b-python-cicflowmeter-header.csv",
+        "../cases/BR-17-traffic-labelling-identifiers.csv",
+    ],
+)
+def test_fast_and_exact_parsing_agree(data_dir, name, monkeypatch):
+    # the column-wise parse gives exactly what the cell-by-cell reference parse gives
+    fast = read_flows([data_dir / name])
+
+    _exact_only(monkeypatch)
+    exact = read_flows([data_dir / name])
+
+    pd.testing.assert_frame_equal(fast.features, exact.features, check_exact=True)
+    pd.testing.assert_frame_equal(fast.identifiers, exact.identifiers)
+    pd.testing.assert_frame_equal(fast.origin, exact.origin)
+    assert (fast.labels is None) == (exact.labels is None)
+    if fast.labels is not None:
+        assert fast.labels.tolist() == exact.labels.tolist()
+    assert fast.reports[0].to_dict() == exact.reports[0].to_dict()
+
+
+def test_clean_files_take_the_fast_path(data_dir, cases_dir, monkeypatch):
+    import flowids.data.readers as readers
+
+    taken = []
+    original = readers._fast_table
+
+    def spy(*args):
+        table = original(*args)
+        taken.append(table is not None)
+        return table
+
+    monkeypatch.setattr(readers, "_fast_table", spy)
+    read_flows([data_dir / SAMPLE_12K])
+    # case BR-07: header lines repeated byte for byte are taken out before the fast parse
+    read_flows([cases_dir / "BR-07-ids2018-repeated-header.csv"])
+    # case BR-06: rows of bare commas need the exact parse
+    read_flows([cases_dir / "BR-06-trailing-empty-rows.csv"])
+
+    assert taken == [True, True, False]
+
+
+def test_blocks_keep_rows_and_counts(data_dir, monkeypatch):
+    # blocks of about 2 kB: hundreds of blocks, each cut at a line end
+    import flowids.data.readers as readers
+
+    whole = read_flows([data_dir / "cicids2017/wednesday_random_sample_1k_mlcve.csv"])
+    monkeypatch.setattr(readers, "_READ_BYTES", 2048)
+    small = read_flows([data_dir / "cicids2017/wednesday_random_sample_1k_mlcve.csv"])
+
+    pd.testing.assert_frame_equal(small.features, whole.features, check_exact=True)
+    assert small.origin["row"].tolist() == list(range(1, 1001))
+    assert small.reports[0].to_dict() == whole.reports[0].to_dict()
+
+
+def test_a_line_cut_short_in_a_later_block_names_its_row(cases_dir, tmp_path, monkeypatch):
+    import flowids.data.readers as readers
+
+    lines = (cases_dir / "BR-20b-predict-one-benign-one-attack.csv").read_text().splitlines()
+    body = [lines[1], lines[2]] * 50
+    body[77] = body[77][:40]
+    path = _write_lines(tmp_path / "late.csv", [lines[0], *body])
+    monkeypatch.setattr(readers, "_READ_BYTES", 4096)
+
+    with pytest.raises(DataError, match=r"late.csv, row 78 \(line 79\): 12 fields where"):
+        read_flows([path])
+
+
+def test_damaged_gzip_is_a_data_error(data_dir, tmp_path):
+    packed = (data_dir / SAMPLE_12K).read_bytes()
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+
+    with pytest.raises(DataError, match="cut.csv.gz: the compressed data is damaged or cut short"):
+        read_flows([cut])
+
+
+def test_sha256_is_of_the_stored_bytes(data_dir):
+    # computed while reading; a gzip file hashes as stored (compressed)
+    path = data_dir / SAMPLE_12K
+
+    table = read_flows([path])
+
+    assert table.reports[0].sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_features_are_float32_in_one_block(sample_12k):
+    assert sample_12k.features.dtypes.unique().tolist() == [np.float32]
+    assert sample_12k.features.shape == (12001, 76)
