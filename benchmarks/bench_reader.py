@@ -65,7 +65,7 @@ def _child(reader: str, paths: list[str]) -> None:
         from flowids.data.validity import ValidityPolicy
 
         start = time.perf_counter()
-        table = read_flows(paths, validity=ValidityPolicy())
+        table = read_flows(paths, validity=ValidityPolicy.parse("repair"))
         seconds = time.perf_counter() - start
         flows = len(table)
     else:

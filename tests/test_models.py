@@ -149,7 +149,7 @@ def test_unknown_key_in_file_names_key_file_and_allowed_keys(tmp_path: Path) -> 
     assert f"config file {path}: unknown key 'epoch' (did you mean 'epochs'?)" in message
     assert "allowed keys: model, timesteps, lstm_units," in message
     assert message.endswith(
-        "seed, threshold, threshold_rule, target_fpr, mlp_units, window_key, window_gap_s"
+        "seed, threshold, threshold_rule, target_fpr, mlp_units, window_key, window_gap_s, invalid"
     )
 
 
@@ -481,3 +481,12 @@ def test_to_model_input_refuses_non_finite_values() -> None:
 
     with pytest.raises(DataError, match=r"2 NaN or infinite values, first at flow 1 .* column 2"):
         to_model_input(features)
+
+
+def test_validity_policy_setting_is_checked_and_stored_in_full() -> None:
+    config = resolve_config(overrides={"invalid": "drop,sentinel=fail"})
+
+    assert config.invalid == "negative=drop,sentinel=fail,non-finite=drop"
+    assert resolve_config().invalid == "negative=keep,sentinel=keep,non-finite=repair"
+    with pytest.raises(UsageError, match=r"overrides: invalid = 'clip' is not valid; expected"):
+        resolve_config(overrides={"invalid": "clip"})

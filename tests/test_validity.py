@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from flowids.data.readers import read_flows
@@ -38,8 +40,9 @@ def counted():
 def test_default_policy():
     policy = ValidityPolicy()
 
-    assert policy.to_dict() == {"negative": "repair", "sentinel": "keep", "non-finite": "repair"}
-    assert policy.text() == "negative=repair,sentinel=keep,non-finite=repair"
+    # negative values are kept by default, so that earlier results stay as they were
+    assert policy.to_dict() == {"negative": "keep", "sentinel": "keep", "non-finite": "repair"}
+    assert policy.text() == "negative=keep,sentinel=keep,non-finite=repair"
     assert ValidityPolicy.from_dict(None) == policy
     assert ValidityPolicy.from_dict(policy.to_dict()) == policy
 
@@ -52,7 +55,7 @@ def test_default_policy():
         ("fail", ("fail", "keep", "fail")),
         ("drop, sentinel=fail", ("drop", "fail", "drop")),
         ("negative=keep,non_finite=drop", ("keep", "keep", "drop")),
-        ("", ("repair", "keep", "repair")),
+        ("", ("keep", "keep", "repair")),
     ],
 )
 def test_policy_text(text, expected):
@@ -92,13 +95,14 @@ def test_breaches_are_counted_without_a_policy(counted):
 
 
 def test_repair_sets_negative_values_to_zero(counted):
-    table = read_flows([SAMPLE_12K], validity=ValidityPolicy())
+    policy = ValidityPolicy.parse("repair")
+    table = read_flows([SAMPLE_12K], validity=policy)
     report = table.reports[0]
 
     assert len(table) == 12001
     assert dict(report.dropped) == {}
     assert dict(report.invalid["negative"]) == NEGATIVE_12K
-    assert report.to_dict()["validity"]["policy"] == ValidityPolicy().to_dict()
+    assert report.to_dict()["validity"]["policy"] == policy.to_dict()
     rows = np.flatnonzero(counted.origin["row"].isin([6048, 9798]).to_numpy())
     assert counted.features["flow_duration_us"].iloc[rows].tolist() == [-1, -1]
     assert table.features["flow_duration_us"].iloc[rows].tolist() == [0, 0]
@@ -130,8 +134,8 @@ def test_drop_drops_each_flow_once_and_counts_it(counted):
     assert Counter(table.labels.tolist()) == report.labels
 
 
-def test_keep_reads_negative_values_as_written(counted):
-    table = read_flows([SAMPLE_12K], validity=ValidityPolicy.parse("negative=keep"))
+def test_the_default_policy_reads_negative_values_as_written(counted):
+    table = read_flows([SAMPLE_12K], validity=ValidityPolicy())
 
     assert table.features.equals(counted.features)
 
@@ -177,3 +181,38 @@ def test_the_same_policy_gives_the_same_flows_chunk_by_chunk():
         np.concatenate([chunk.features.to_numpy() for chunk in chunks]),
         whole.features.to_numpy(),
     )
+
+
+def test_policy_travels_from_training_to_prediction(tmp_path, capsys):
+    # trained with --invalid drop: the run reads flows for prediction with the same policy
+    from flowids.cli import main
+
+    runs = tmp_path / "runs"
+    train = ["train", "--data", str(SAMPLE_12K), "--model", "logistic-regression"]
+    assert main([*train, "--invalid", "drop", "--runs-dir", str(runs), "-q"]) == 0
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["config"]["invalid"] == "negative=drop,sentinel=keep,non-finite=drop"
+    assert record["data"]["dropped"] == {"negative value": 16, "non-finite value": 14}
+    assert record["data"]["validity"]["negative"] == {
+        "action": "drop",
+        "flows": 16,
+        "values": NEGATIVE_12K,
+    }
+    assert record["data"]["repaired"] == {}
+    saved = json.loads((run_dir / "preprocessing.json").read_text())
+    assert saved["validity"] == {"negative": "drop", "sentinel": "keep", "non-finite": "drop"}
+
+    out = tmp_path / "scores.csv"
+    assert main(["predict", str(SAMPLE_12K), "--run", str(run_dir), "-o", str(out), "-q"]) == 0
+    assert len(pd.read_csv(out)) == 12001 - 30
+
+    code = main(
+        ["predict", str(SAMPLE_12K), "--run", str(run_dir), "-o", str(out), "--invalid", "fail"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "row 491, column 'Flow IAT Min': -1 is negative" in err
+    assert "warning: reading flows with validity policy negative=fail" in err
+    assert "Traceback" not in err

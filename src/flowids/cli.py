@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override any setting, e.g. --set lstm_units=[32,16,8] (repeatable)",
     )
     train.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_invalid(train, "the preset's: negative=keep,sentinel=keep,non-finite=repair")
     _add_runs_dir(train)
     _add_common(train)
 
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="score flows from a producer other than the one the run was trained on",
     )
+    _add_invalid(predict, "the policy the run was trained with")
     _add_runs_dir(predict)
     _add_common(predict)
 
@@ -195,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="score flows from a producer other than the one the run was trained on",
     )
+    _add_invalid(evaluate, "the policy the run was trained with")
     _add_runs_dir(evaluate)
     _add_common(evaluate)
 
@@ -319,6 +322,32 @@ def _add_detect_parser(commands) -> None:
     _add_common(detect)
 
 
+def _add_invalid(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--invalid",
+        metavar="POLICY",
+        help="what to do with negative values, -1 window sentinels and non-finite values: "
+        "repair, drop or fail, or RULE=ACTION items, e.g. drop,sentinel=keep "
+        f"(default: {default})",
+    )
+
+
+def _use_validity(run, text: str | None) -> None:
+    """Read flows for ``run`` with the policy ``text`` instead of the one it was trained with."""
+    if text is None:
+        return
+    from flowids.data.validity import ValidityPolicy
+
+    policy = ValidityPolicy.parse(text)
+    if policy != run.preprocessor.validity:
+        logger.warning(
+            "reading flows with validity policy %s; the run was trained with %s",
+            policy.text(),
+            run.preprocessor.validity.text(),
+        )
+    run.preprocessor.validity_ = policy.to_dict()
+
+
 def _parse_setting(text: str) -> tuple[str, object]:
     """Parse ``KEY=VALUE`` with VALUE in TOML syntax (bare words are strings)."""
     key, sep, value = text.partition("=")
@@ -348,6 +377,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "model": args.model,
             "split": args.split,
             "threshold_rule": args.threshold_rule,
+            "invalid": args.invalid,
             "target_fpr": args.target_fpr,
         }
     )
@@ -420,6 +450,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.chunk_flows < 1:
         raise UsageError(f"--chunk-flows {args.chunk_flows}: expected a positive number")
     run = load_trained_run(resolve_run(args.run, args.runs_dir))
+    _use_validity(run, args.invalid)
     summary = predict_files(
         run,
         args.files,
@@ -447,6 +478,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from flowids.transfer import transfer_markdown, transfer_table, write_transfer
 
     run = load_trained_run(resolve_run(args.run, args.runs_dir))
+    _use_validity(run, args.invalid)
     results = evaluate_files(run, args.files, allow_other_producer=args.allow_other_producer)
     frame = transfer_table(results)
 

@@ -202,7 +202,8 @@ def score_file(
     same file (the state is per file, as windows never cross files in training either).
     """
     state = run.window_state()
-    with closing(iter_flow_chunks(path, chunk_flows)) as chunks:
+    validity = run.preprocessor.validity  # as the training flows were read
+    with closing(iter_flow_chunks(path, chunk_flows, validity)) as chunks:
         for chunk in chunks:
             run.preprocessor.check_dialects(
                 [chunk.reports[0].dialect], str(path), allow_other_producer

@@ -77,19 +77,19 @@ def environment() -> dict:
 
 
 def data_summary(table: FlowTable) -> dict:
-    """The run record's account of the input: files, hashes, drops, repairs and labels."""
+    """The run record's account of the input: files, drops, repairs, duplicates, labels."""
+    from flowids.data.validity import repaired_values, validity_summary
+    from flowids.splits import find_duplicates
+
     dropped: Counter = Counter()
-    non_finite: Counter = Counter()
     for report in table.reports:
         dropped.update(report.dropped)
-        non_finite.update(report.non_finite)
     return {
         "files": [report.to_dict() for report in table.reports],
         "dropped": dict(dropped),
-        "repaired": {
-            f"non-finite {name} (by the preprocessing rule)": n
-            for name, n in non_finite.most_common()
-        },
+        "repaired": repaired_values(table.reports),
+        "validity": validity_summary(table.reports),
+        "duplicates": find_duplicates(table.features, table.labels),
         "labels": dict(Counter(table.labels.tolist()).most_common()),
         "flows": len(table),
     }
@@ -107,9 +107,9 @@ def timed(function, *args, **kwargs):
     return result, time.perf_counter() - start
 
 
-def read_training_flows(paths: list[str]) -> FlowTable:
-    """Read and check the flows for a training run."""
-    return labelled_flows(read_flows(paths))
+def read_training_flows(paths: list[str], validity=None) -> FlowTable:
+    """Read and check the flows for a training run, with the validity policy given."""
+    return labelled_flows(read_flows(paths, validity=validity))
 
 
 def EpochProgress(epochs: int, enabled: bool):  # noqa: N802  (builds a Keras callback)
@@ -214,7 +214,9 @@ def fit_run(
     train = table.take(split.train)
     n_fit = int(round(len(train) * (1 - config.validation_fraction)))
 
-    preprocessor = Preprocessor().fit(train.features, dialects=table.dialects)
+    preprocessor = Preprocessor().fit(
+        train.features, dialects=table.dialects, validity=_validity(config)
+    )
     x_train = preprocessor.transform(train.features, "training part")
     y_train = is_attack(train.labels)
     x_fit, y_fit, x_val, y_val = x_train[:n_fit], y_train[:n_fit], x_train[n_fit:], y_train[n_fit:]
@@ -279,10 +281,17 @@ def train_run(
     choose the threshold on validation flows, evaluate on the test part through the saved
     run (exactly as ``flowids predict`` scores), write the run record atomically.
     """
-    table = read_training_flows([*paths, *(test_paths or [])])
+    table = read_training_flows([*paths, *(test_paths or [])], _validity(config))
     test_files = [str(path) for path in expand_paths(test_paths)] if test_paths else None
     fitted = fit_run(table, config, progress, test_files)
     return write_run(fitted, config, runs_dir, preset, command)
+
+
+def _validity(config):
+    """The validity policy that ``config.invalid`` names."""
+    from flowids.data.validity import ValidityPolicy
+
+    return ValidityPolicy.parse(getattr(config, "invalid", ""))
 
 
 def write_run(fitted: FittedRun, config, runs_dir: Path, preset: str, command) -> Path:
@@ -343,6 +352,7 @@ def write_run(fitted: FittedRun, config, runs_dir: Path, preset: str, command) -
                 "non_finite_rule": NON_FINITE_RULE,
                 "scaling": "standard (mean and population std of the training part)",
                 "dialects": fitted.preprocessor.dialects_,
+                "validity": fitted.preprocessor.validity.to_dict(),
             },
             **fitted.detector.describe(),
             "training": {

@@ -10,6 +10,7 @@ the same way at training and at prediction (the policy is saved with the preproc
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -34,7 +35,9 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     SENTINEL: (KEEP, DROP, FAIL),
     NON_FINITE: (REPAIR, DROP, FAIL),
 }
-DEFAULTS: dict[str, str] = {NEGATIVE: REPAIR, SENTINEL: KEEP, NON_FINITE: REPAIR}
+# Negative values are kept by default so that results stay comparable with runs made before
+# the policy existed; 'repair' is the choice for new work (see the README).
+DEFAULTS: dict[str, str] = {NEGATIVE: KEEP, SENTINEL: KEEP, NON_FINITE: REPAIR}
 
 # Reasons under which dropped flows are counted in FileReport.dropped.
 DROP_REASONS: dict[str, str] = {
@@ -64,7 +67,8 @@ class ValidityPolicy:
     Attributes
     ----------
     negative : str
-        Negative values of features that cannot be negative. Default 'repair' (set to 0).
+        Negative values of features that cannot be negative. Default 'keep' (read as
+        written); 'repair' sets them to 0.
     sentinel : str
         -1 in the initial window sizes. Default 'keep'.
     non_finite : str
@@ -72,6 +76,8 @@ class ValidityPolicy:
 
     Examples
     --------
+    >>> ValidityPolicy().text()
+    'negative=keep,sentinel=keep,non-finite=repair'
     >>> ValidityPolicy.parse("drop").text()
     'negative=drop,sentinel=keep,non-finite=drop'
     >>> ValidityPolicy.parse("repair,sentinel=fail").sentinel
@@ -190,7 +196,8 @@ def _refusal(rule: str, name: str, value: float, where: str, n: int, span: str) 
         found = f"{value:g} is negative; expected >= 0{unit} ({name} cannot be negative)"
         advice = (
             "use --invalid negative=repair to set such values to 0 and count them, "
-            "negative=drop to drop those flows, or negative=keep to read them as written"
+            "negative=drop to drop those flows, or negative=keep to read them as written "
+            "(the default)"
         )
     elif rule == SENTINEL:
         found = (
@@ -287,3 +294,48 @@ def describe_counts(report) -> str:
             action = policy.get(rule, "counted only")
             parts.append(f"{rule} {flows:,} flow(s) ({action})")
     return "; ".join(parts)
+
+
+def validity_summary(reports) -> dict:
+    """Per rule, the action taken and the flows and values that broke it, over many files.
+
+    Parameters
+    ----------
+    reports : list of FileReport
+
+    Returns
+    -------
+    dict
+        ``{rule: {"action": str, "flows": int, "values": {feature: int}}}``; the action is
+        'counted only' for files read without a policy, and joined with ' / ' where files
+        were read with different policies.
+    """
+    summary: dict[str, dict] = {}
+    for rule in RULES:
+        actions = sorted(
+            {(report.validity_policy or {}).get(rule, "counted only") for report in reports}
+        )
+        values: Counter = Counter()
+        for report in reports:
+            values.update(report.invalid[rule])
+        summary[rule] = {
+            "action": " / ".join(actions),
+            "flows": int(sum(report.invalid_flows.get(rule, 0) for report in reports)),
+            "values": dict(values.most_common()),
+        }
+    return summary
+
+
+def repaired_values(reports) -> dict[str, int]:
+    """Values repaired, by what was done to them, for a run record's 'Values repaired' table."""
+    repaired: Counter = Counter()
+    for report in reports:
+        # Read without a policy, negative values stay; non-finite ones meet the preprocessing.
+        policy = report.validity_policy or {NON_FINITE: REPAIR}
+        if policy.get(NEGATIVE) == REPAIR:
+            for name, n in report.invalid[NEGATIVE].items():
+                repaired[f"negative {name} set to 0"] += n
+        if policy.get(NON_FINITE) == REPAIR:
+            for name, n in report.invalid[NON_FINITE].items():
+                repaired[f"non-finite {name} (by the preprocessing rule)"] += n
+    return dict(repaired.most_common())

@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.preprocessing import StandardScaler
 
 from flowids.data.schema import FLOWIDS
+from flowids.data.validity import ValidityPolicy
 from flowids.errors import DataError, MissingFeaturesError, RunRecordError
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ class Preprocessor:
         Standardisation parameters (population standard deviation; 1 where it is 0).
     dialects_ : list of str
         Dialects (producers) of the training files.
+    validity_ : dict of str to str
+        The validity policy the training flows were read with (action per rule); prediction
+        reads flows with the same policy unless told otherwise.
 
     Notes
     -----
@@ -55,7 +59,12 @@ class Preprocessor:
     in training is the closest finite stand-in.
     """
 
-    def fit(self, features: pd.DataFrame, dialects: list[str] | None = None) -> Preprocessor:
+    def fit(
+        self,
+        features: pd.DataFrame,
+        dialects: list[str] | None = None,
+        validity: ValidityPolicy | None = None,
+    ) -> Preprocessor:
         """Learn every parameter from the training flows.
 
         Parameters
@@ -64,6 +73,8 @@ class Preprocessor:
             Canonical features of the training part only.
         dialects : list of str, optional
             Producers of the training files, recorded for checks at prediction.
+        validity : ValidityPolicy, optional
+            The policy the training flows were read with (default: the default policy).
 
         Raises
         ------
@@ -90,6 +101,7 @@ class Preprocessor:
         self.posinf_values_ = dict(zip(features.columns, finite_max.tolist(), strict=True))
         self.neginf_values_ = dict(zip(features.columns, finite_min.tolist(), strict=True))
         self.dialects_ = sorted(set(dialects or []))
+        self.validity_ = (validity or ValidityPolicy()).to_dict()
         if not self.feature_names_:
             raise DataError(
                 f"every one of the {len(features.columns)} features is constant in the "
@@ -133,6 +145,11 @@ class Preprocessor:
                 f"{source}: lacks {len(missing)} feature(s) the trained model needs: "
                 f"{', '.join(missing)}. Found {len(columns)} feature(s): {', '.join(columns)}"
             )
+
+    @property
+    def validity(self) -> ValidityPolicy:
+        """The validity policy saved with this preprocessing."""
+        return ValidityPolicy.from_dict(getattr(self, "validity_", None))
 
     def check_dialects(self, dialects: list[str], source: str, allow_other: bool) -> None:
         """Refuse flows from a producer the model was not trained on, unless allowed.
@@ -194,6 +211,7 @@ class Preprocessor:
             "features": self.feature_names_,
             "constant_features_dropped": self.constant_features_,
             "dialects": self.dialects_,
+            "validity": self.validity.to_dict(),
             "non_finite_rule": NON_FINITE_RULE,
             "posinf_values": self.posinf_values_,
             "neginf_values": self.neginf_values_,
@@ -216,6 +234,8 @@ class Preprocessor:
             self.feature_names_ = list(data["features"])
             self.constant_features_ = list(data["constant_features_dropped"])
             self.dialects_ = list(data.get("dialects", []))
+            # Runs saved before the policy was recorded were read with the default policy.
+            self.validity_ = ValidityPolicy.from_dict(data.get("validity")).to_dict()
             self.posinf_values_ = {k: float(v) for k, v in data["posinf_values"].items()}
             self.neginf_values_ = {k: float(v) for k, v in data["neginf_values"].items()}
             self.mean_ = np.asarray(data["mean"], dtype=np.float64)

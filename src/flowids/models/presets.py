@@ -103,6 +103,11 @@ class TrainingConfig:
     window_gap_s : float
         With ``timesteps`` > 1, seconds between consecutive flows of a key beyond which a
         new sequence starts.
+    invalid : str
+        Validity policy for negative values, -1 window sentinels and non-finite values
+        (:class:`flowids.data.validity.ValidityPolicy`): ``"repair"``, ``"drop"``, ``"fail"``
+        or ``RULE=ACTION`` items; stored in full form, e.g.
+        ``"negative=keep,sentinel=keep,non-finite=repair"`` (the default).
     """
 
     model: str
@@ -131,6 +136,7 @@ class TrainingConfig:
     mlp_units: tuple[int, ...] = (384, 192, 64, 16)
     window_key: str = "src-dst-port"
     window_gap_s: float = 120.0
+    invalid: str = "negative=keep,sentinel=keep,non-finite=repair"
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -331,6 +337,17 @@ def _units(value: object) -> object | None:
     return tuple(value)
 
 
+def _validity_policy(value: object) -> object | None:
+    from flowids.data.validity import ValidityPolicy
+
+    if not isinstance(value, str):
+        return None
+    try:
+        return ValidityPolicy.parse(value).text()
+    except UsageError:
+        return None
+
+
 _INF = math.inf
 
 # key -> (checker, what is expected, in words)
@@ -370,6 +387,11 @@ _RULES: dict[str, tuple[_Checker, str]] = {
     "mlp_units": (_units, "a non-empty list of integers >= 1, such as [384, 192, 64, 16]"),
     "window_key": (_choice(WINDOW_KEYS), f"one of {', '.join(WINDOW_KEYS)}"),
     "window_gap_s": (_float_between(0.0, _INF, low_open=True), "a number of seconds > 0"),
+    "invalid": (
+        _validity_policy,
+        "repair, drop or fail, or RULE=ACTION items such as 'drop,sentinel=keep' "
+        "(rules: negative, sentinel, non-finite)",
+    ),
 }
 
 
