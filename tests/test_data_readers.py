@@ -729,3 +729,120 @@ def test_sha256_is_of_the_stored_bytes(data_dir):
 def test_features_are_float32_in_one_block(sample_12k):
     assert sample_12k.features.dtypes.unique().tolist() == [np.float32]
     assert sample_12k.features.shape == (12001, 76)
+
+
+# Dialects: the same flow written by several producers
+
+
+def _rewrite_header(source: Path, target: Path, rename) -> Path:
+    lines = source.read_text(encoding="utf-8", errors="replace").splitlines()
+    names = lines[0].split(",")
+    lines[0] = ",".join(rename(name) for name in names)
+    return _write_lines(target, lines)
+
+
+def test_the_same_flows_in_2017_and_2018_spelling(cases_dir, tmp_path):
+    # case BR-20b: the CIC-IDS2017 rows under the CSE-CIC-IDS2018 names read the same
+    from flowids.data.schema import _FEATURE_TABLE, normalize_name
+
+    to_2018 = {normalize_name(row[1]): row[2] or row[1] for row in _FEATURE_TABLE}
+    to_2018.update({"destination port": "Dst Port", "label": "Label"})
+    source = cases_dir / "BR-20b-predict-one-benign-one-attack.csv"
+    renamed = _rewrite_header(
+        source, tmp_path / "as-2018.csv", lambda name: to_2018.get(normalize_name(name), name)
+    )
+    assert "Tot Fwd Pkts" in renamed.read_text().splitlines()[0]
+
+    a, b = read_flows([source]), read_flows([renamed])
+
+    assert a.dialects == [CIC2017]
+    assert b.dialects == [CIC2018]
+    pd.testing.assert_frame_equal(a.features, b.features, check_exact=True)
+    assert a.labels.tolist() == b.labels.tolist()
+
+
+def test_java_and_python_headers_of_the_same_flows_agree(cases_dir):
+    # case BR-09a/09b: the current Java tool and the Python package describe the same flows
+    java = read_flows([cases_dir / "BR-09a-java-cicflowmeter-master-header.csv"])
+    python = read_flows([cases_dir / "BR-09b-python-cicflowmeter-header.csv"])
+
+    pd.testing.assert_frame_equal(java.features, python.features, check_exact=True)
+    assert java.identifiers["dst_port"].tolist() == python.identifiers["dst_port"].tolist()
+    assert python.reports[0].unit_conversions == {"times": "microseconds as written"}
+
+
+def test_python_cicflowmeter_times_in_seconds_become_microseconds(cases_dir, tmp_path):
+    # case BR-09b: cicflowmeter 0.2 and later write times in seconds under the same header
+    source = cases_dir / "BR-09b-python-cicflowmeter-header.csv"
+    frame = pd.read_csv(source, dtype=str)
+    times = [c for c in frame.columns if c == "flow_duration" or "iat" in c]
+    times += [c for c in frame.columns if c.startswith(("active_", "idle_"))]
+    for column in times:
+        frame[column] = (frame[column].astype(float) / 1e6).map(repr)
+    seconds = tmp_path / "seconds.csv"
+    frame.to_csv(seconds, index=False)
+
+    expected = read_flows([source])
+    table = read_flows([seconds])
+
+    assert table.reports[0].unit_conversions == {
+        "times": "seconds (cicflowmeter 0.2 or later), multiplied by 1e6 to microseconds"
+    }
+    assert table.features["flow_duration_us"].tolist() == pytest.approx([98310, 5002100], rel=1e-6)
+    pd.testing.assert_frame_equal(table.features, expected.features, rtol=1e-6)
+
+
+def test_cic_ddos2019_is_its_own_dialect(cases_dir, tmp_path):
+    # CIC-DDoS2019: the CIC-IDS2017 names with a pandas index, 'SimillarHTTP' and 'Inbound'
+    source = cases_dir / "BR-17-traffic-labelling-identifiers.csv"
+    lines = source.read_text().splitlines()
+    ddos = ["Unnamed: 0," + lines[0].replace(" Label", " SimillarHTTP, Inbound, Label")]
+    for number, line in enumerate(lines[1:]):
+        cells = line.split(",")
+        ddos.append(",".join([str(number), *cells[:-1], "0", "1", cells[-1]]))
+    path = _write_lines(tmp_path / "DrDoS_LDAP.csv", ddos)
+
+    reference, table = read_flows([source]), read_flows([path])
+
+    assert table.dialects == ["cic-ddos2019"]
+    assert table.reports[0].unknown_columns == ()
+    assert table.reports[0].ignored_columns == ("Unnamed: 0", " SimillarHTTP", " Inbound")
+    pd.testing.assert_frame_equal(table.features, reference.features, check_exact=True)
+    pd.testing.assert_frame_equal(table.identifiers, reference.identifiers)
+    assert table.labels.tolist() == reference.labels.tolist()
+
+
+def test_nfstream_columns_give_the_features_they_can(cases_dir, tmp_path):
+    # NFStream writes milliseconds; counts, times and flag counts carry over, sizes do not
+    from flowids.data.schema import _NFSTREAM_TABLE
+
+    reference = read_flows([cases_dir / "BR-17-traffic-labelling-identifiers.csv"])
+    columns = {"src_ip": reference.identifiers["src_ip"], "application_name": "HTTP"}
+    for canonical, name, factor in _NFSTREAM_TABLE:
+        columns[name] = reference.features[canonical].astype(np.float64) / factor
+    path = tmp_path / "nfstream.csv"
+    pd.DataFrame(columns).to_csv(path, index=False)
+
+    table = read_flows([path])
+
+    derived = [canonical for canonical, _, _ in _NFSTREAM_TABLE]
+    assert table.dialects == ["nfstream"]
+    assert list(table.features.columns) == [name for name in FEATURES if name in derived]
+    assert table.reports[0].ignored_columns == ("application_name",)
+    assert table.reports[0].unit_conversions["flow_duration_us"] == (
+        "bidirectional_duration_ms x 1000"
+    )
+    pd.testing.assert_frame_equal(
+        table.features, reference.features[table.features.columns], rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize("dialect", ["cic-ddos2019", "nfstream", PYTHON_CFM, JAVA_MASTER])
+def test_every_dialect_takes_part_in_the_producer_check(sample_12k, dialect):
+    from flowids.features.preprocessing import Preprocessor
+
+    fitted = Preprocessor().fit(sample_12k.features, dialects=sample_12k.dialects)
+
+    with pytest.raises(DataError, match=f"flow records written by {dialect}, but the model"):
+        fitted.check_dialects([dialect], "input.csv", allow_other=False)
+    fitted.check_dialects([dialect], "input.csv", allow_other=True)

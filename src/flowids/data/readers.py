@@ -32,7 +32,15 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from flowids.data.labels import canonical_label
-from flowids.data.schema import FEATURES, LABEL, HeaderMapping, map_header, normalize_name
+from flowids.data.schema import (
+    FEATURES,
+    LABEL,
+    PYTHON_CFM,
+    HeaderMapping,
+    map_header,
+    normalize_name,
+    python_time_scale,
+)
 from flowids.data.validity import NON_FINITE, RULES, ValidityPolicy, check_validity
 from flowids.errors import DataError, UsageError
 
@@ -73,6 +81,10 @@ class FileReport:
         Per validity rule, flows with at least one such value.
     validity_policy : dict or None
         The action taken per rule; None where the file was only read and counted.
+    ignored_columns : tuple of str
+        Columns the dialect is known to carry beside the schema, ignored without a warning.
+    unit_conversions : dict of str to str
+        Features whose values were converted to the canonical unit, and how.
     """
 
     path: str
@@ -87,6 +99,8 @@ class FileReport:
     invalid: dict[str, Counter] = field(default_factory=lambda: {rule: Counter() for rule in RULES})
     invalid_flows: Counter = field(default_factory=Counter)
     validity_policy: dict | None = None
+    ignored_columns: tuple[str, ...] = ()
+    unit_conversions: dict[str, str] = field(default_factory=dict)
 
     @property
     def non_finite(self) -> Counter:
@@ -105,6 +119,8 @@ class FileReport:
             "labels": dict(self.labels),
             "unknown_columns": list(self.unknown_columns),
             "collapsed_duplicates": list(self.collapsed_duplicates),
+            "ignored_columns": list(self.ignored_columns),
+            "unit_conversions": dict(self.unit_conversions),
             "validity": {
                 "policy": self.validity_policy,
                 **{
@@ -414,7 +430,17 @@ class _FileLayout:
         self.column_names: dict[str, str] = {}
         for position, name in self.feature_columns:
             self.column_names.setdefault(name, self.header[position].strip())
+        self.scales: dict[int, float] = dict(self.mapping.scales)
+        for position, factor in self.scales.items():
+            self.report.unit_conversions[self.mapping_name(position)] = (
+                f"{self.header[position].strip()} x {factor:g}"
+            )
+        # Python cicflowmeter files: seconds or microseconds, decided on the first flows.
+        self.time_unit_pending = self.mapping.dialect == PYTHON_CFM
         self._options: tuple = ()
+
+    def mapping_name(self, position: int) -> str:
+        return next(name for p, name in self.mapping.columns if p == position)
 
     @classmethod
     def of(cls, path: Path) -> _FileLayout:
@@ -426,6 +452,7 @@ class _FileLayout:
             path=str(path),
             dialect=mapping.dialect,
             unknown_columns=tuple(name for name in mapping.unknown if name.strip()),
+            ignored_columns=mapping.ignored,
         )
         return cls(path, header, mapping, report, header_line)
 
@@ -655,6 +682,12 @@ def _collapse_duplicates(values: np.ndarray, rows: np.ndarray, layout: _FileLayo
     values : ndarray of float32, shape (n_feature_columns, n_flows)
         Every feature column of the file, in file order.
     """
+    if layout.time_unit_pending:
+        _decide_python_time_unit(values, layout)
+    for j, (position, _) in enumerate(layout.feature_columns):
+        if position in layout.scales:
+            values[j] *= layout.scales[position]
+
     first: dict[str, int] = {}
     for j, (position, name) in enumerate(layout.feature_columns):
         if name not in first:
@@ -667,6 +700,34 @@ def _collapse_duplicates(values: np.ndarray, rows: np.ndarray, layout: _FileLayo
     if order != list(range(len(layout.feature_columns))):
         values = values[order]
     return pd.DataFrame(values.T, columns=layout.features, copy=False)
+
+
+def _decide_python_time_unit(values: np.ndarray, layout: _FileLayout) -> None:
+    """Tell seconds from microseconds in a Python cicflowmeter file, from its first flows."""
+    rows = {name: j for j, (_, name) in reversed(list(enumerate(layout.feature_columns)))}
+    needed = ("flow_duration_us", "flow_bytes_per_s", "total_fwd_bytes", "total_bwd_bytes")
+    if not all(name in rows for name in needed):
+        layout.time_unit_pending = False
+        return
+    total = values[rows["total_fwd_bytes"]] + values[rows["total_bwd_bytes"]]
+    scale = python_time_scale(
+        values[rows["flow_duration_us"]], values[rows["flow_bytes_per_s"]], total
+    )
+    # Limitation: a file whose first block has no flow with a duration, bytes and a finite
+    # rate is read as microseconds until a later block decides.
+    if scale is None:
+        return
+    layout.time_unit_pending = False
+    if scale == 1.0:
+        layout.report.unit_conversions["times"] = "microseconds as written"
+        return
+    for position, name in layout.feature_columns:
+        if name.endswith("_us"):
+            layout.scales[position] = scale
+    layout.report.unit_conversions["times"] = (
+        "seconds (cicflowmeter 0.2 or later), multiplied by 1e6 to microseconds"
+    )
+    logger.info("%s: times are in seconds; converted to microseconds", layout.path)
 
 
 def _parse_exact(block: bytes, first_row: int, layout: _FileLayout) -> FlowTable:

@@ -3,13 +3,22 @@
 
 Every producer spells the same CICFlowMeter features differently ('Total Fwd Packets',
 'Tot Fwd Pkts', 'tot_fwd_pkts'). This module maps each spelling to one canonical snake_case
-name whose suffix gives the unit (``_us`` microseconds, ``_bytes``, ``_per_s``).
+name whose suffix gives the unit (``_us`` microseconds, ``_bytes``, ``_per_s``), and says by
+what factor a producer's values must be multiplied to be in that unit.
+
+Units by dialect: every CICFlowMeter release (CIC-IDS2017, CSE-CIC-IDS2018, CIC-DDoS2019, the
+Java tool) writes times in microseconds. The Python ``cicflowmeter`` package wrote them in
+microseconds up to its 0.1 releases (``1e6 * duration``) and in seconds from 0.2 on, under the
+same header; the reader tells the two apart from the data (see ``python_time_scale``). NFStream
+writes milliseconds (``bidirectional_duration_ms``), converted here to microseconds.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 # Dialects, i.e. header layouts of one producer or dataset release.
 CIC2017 = "cicids2017"  # CICFlowMeter-V3 as published in CIC-IDS2017 (MachineLearningCVE / GLF)
@@ -17,8 +26,16 @@ CIC2018 = "cse-cic-ids2018"  # CICFlowMeter-V4 abbreviated names (CSE-CIC-IDS201
 JAVA_MASTER = "cicflowmeter-java"  # the current Java CICFlowMeter header
 PYTHON_CFM = "cicflowmeter-python"  # the Python `cicflowmeter` package, snake_case
 FLOWIDS = "flowids"  # flowids' own canonical names, as in the test flows of a run record
+CIC_DDOS2019 = "cic-ddos2019"  # CICFlowMeter-V3 names as CIC-IDS2017, plus three columns
+NFSTREAM = "nfstream"  # NFStream's own flow columns (milliseconds)
 
-DIALECTS = (CIC2017, CIC2018, JAVA_MASTER, PYTHON_CFM, FLOWIDS)
+# Dialects whose spellings are the columns of _FEATURE_TABLE, in its order.
+_TABLE_DIALECTS = (CIC2017, CIC2018, JAVA_MASTER, PYTHON_CFM, FLOWIDS)
+DIALECTS = (*_TABLE_DIALECTS, CIC_DDOS2019, NFSTREAM)
+
+# CIC-DDoS2019 writes the CIC-IDS2017 names plus a pandas index ('Unnamed: 0') and two columns
+# of its own; they mark the dialect and are ignored without a warning.
+_DDOS2019_EXTRA = ("Unnamed: 0", "SimillarHTTP", "Inbound")
 
 # canonical name, then its spelling in CIC2017, CIC2018, JAVA_MASTER, PYTHON_CFM ("" if absent).
 _FEATURE_TABLE: tuple[tuple[str, str, str, str, str], ...] = (
@@ -245,6 +262,44 @@ _FEATURE_TABLE: tuple[tuple[str, str, str, str, str], ...] = (
     ("idle_min_us", "Idle Min", "", "", "idle_min"),
 )
 
+# NFStream columns a canonical feature can be derived from, with the factor to its unit.
+# Only counts and times carry over: NFStream measures packet sizes at the IP level (headers
+# included) where CICFlowMeter measures payloads, so its byte and size columns do not map.
+_NFSTREAM_TABLE: tuple[tuple[str, str, float], ...] = (
+    ("flow_duration_us", "bidirectional_duration_ms", 1000.0),
+    ("total_fwd_packets", "src2dst_packets", 1.0),
+    ("total_bwd_packets", "dst2src_packets", 1.0),
+    ("flow_iat_mean_us", "bidirectional_mean_piat_ms", 1000.0),
+    ("flow_iat_std_us", "bidirectional_stddev_piat_ms", 1000.0),
+    ("flow_iat_max_us", "bidirectional_max_piat_ms", 1000.0),
+    ("flow_iat_min_us", "bidirectional_min_piat_ms", 1000.0),
+    ("fwd_iat_mean_us", "src2dst_mean_piat_ms", 1000.0),
+    ("fwd_iat_std_us", "src2dst_stddev_piat_ms", 1000.0),
+    ("fwd_iat_max_us", "src2dst_max_piat_ms", 1000.0),
+    ("fwd_iat_min_us", "src2dst_min_piat_ms", 1000.0),
+    ("bwd_iat_mean_us", "dst2src_mean_piat_ms", 1000.0),
+    ("bwd_iat_std_us", "dst2src_stddev_piat_ms", 1000.0),
+    ("bwd_iat_max_us", "dst2src_max_piat_ms", 1000.0),
+    ("bwd_iat_min_us", "dst2src_min_piat_ms", 1000.0),
+    ("fwd_psh_flags", "src2dst_psh_packets", 1.0),
+    ("bwd_psh_flags", "dst2src_psh_packets", 1.0),
+    ("fwd_urg_flags", "src2dst_urg_packets", 1.0),
+    ("bwd_urg_flags", "dst2src_urg_packets", 1.0),
+    ("fin_flag_count", "bidirectional_fin_packets", 1.0),
+    ("syn_flag_count", "bidirectional_syn_packets", 1.0),
+    ("rst_flag_count", "bidirectional_rst_packets", 1.0),
+    ("psh_flag_count", "bidirectional_psh_packets", 1.0),
+    ("ack_flag_count", "bidirectional_ack_packets", 1.0),
+    ("urg_flag_count", "bidirectional_urg_packets", 1.0),
+    ("cwr_flag_count", "bidirectional_cwr_packets", 1.0),
+    ("ece_flag_count", "bidirectional_ece_packets", 1.0),
+)
+# Limitation: NFStream durations and inter-arrival times are whole milliseconds, so values
+# under 1 ms read as 0 us.
+
+# Older Python cicflowmeter releases spell CWR as CIC-IDS2017 does, in snake case.
+_EXTRA_SPELLINGS = (("cwr_flag_count", "cwe_flag_count"),)
+
 # Identifier columns: kept for output and splitting, never used as features.
 _IDENTIFIER_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("flow_id", ("Flow ID", "flow_id")),
@@ -281,11 +336,17 @@ def _build_lookup() -> tuple[dict[str, str], dict[str, set[str]]]:
     by_dialect: dict[str, set[str]] = {dialect: set() for dialect in DIALECTS}
     for canonical, *spellings in _FEATURE_TABLE:
         spellings.append(canonical)
-        for dialect, spelling in zip(DIALECTS, spellings, strict=True):
+        for dialect, spelling in zip(_TABLE_DIALECTS, spellings, strict=True):
             # An empty cell means the dialect spells it as CIC-IDS2017 does.
             key = normalize_name(spelling or spellings[0])
             lookup[key] = canonical
             by_dialect[dialect].add(key)
+    by_dialect[CIC_DDOS2019] = set(by_dialect[CIC2017])
+    for canonical, spelling, _ in _NFSTREAM_TABLE:
+        lookup[spelling] = canonical
+        by_dialect[NFSTREAM].add(spelling)
+    for canonical, spelling in _EXTRA_SPELLINGS:
+        lookup[spelling] = canonical
     for canonical, spellings in _IDENTIFIER_TABLE:
         for spelling in (*spellings, canonical):
             lookup[normalize_name(spelling)] = canonical
@@ -310,11 +371,19 @@ class HeaderMapping:
         canonical name can appear twice (a duplicated header such as 'Fwd Header Length').
     unknown : list of str
         Header names that belong to no known column; they are ignored.
+    ignored : list of str
+        Header names that the dialect is known to add beside the schema (CIC-DDoS2019's
+        'Unnamed: 0', 'SimillarHTTP', 'Inbound'); ignored without a warning.
+    scales : dict of int to float
+        Factor that brings the values of the column at a position to the canonical unit,
+        for columns whose factor is not 1 (NFStream milliseconds).
     """
 
     dialect: str
     columns: tuple[tuple[int, str], ...]
     unknown: tuple[str, ...]
+    ignored: tuple[str, ...] = ()
+    scales: dict[int, float] = field(default_factory=dict)
 
     @property
     def features(self) -> list[str]:
@@ -367,5 +436,69 @@ def map_header(names: list[str]) -> HeaderMapping:
         keys.append(key)
 
     scores = {dialect: len(_DIALECT_KEYS[dialect].intersection(keys)) for dialect in DIALECTS}
+    scores[CIC_DDOS2019] = 0
     dialect = max(DIALECTS, key=lambda d: scores[d])
-    return HeaderMapping(dialect=dialect, columns=tuple(columns), unknown=tuple(unknown))
+
+    extra = {normalize_name(name) for name in _DDOS2019_EXTRA}
+    ignored = tuple(name for name in unknown if normalize_name(name) in extra)
+    # 'SimillarHTTP' or 'Inbound' beside CIC-IDS2017 names: a CIC-DDoS2019 file.
+    if dialect == CIC2017 and extra.difference({"unnamed: 0"}) & set(map(normalize_name, ignored)):
+        dialect = CIC_DDOS2019
+    if dialect != CIC_DDOS2019:
+        ignored = ()
+    if dialect == NFSTREAM:
+        # NFStream's many other columns (MACs, VLAN, application names) have no counterpart.
+        ignored = tuple(unknown)
+    unknown = [name for name in unknown if name not in ignored]
+
+    scales: dict[int, float] = {}
+    if dialect == NFSTREAM:
+        factors = {spelling: factor for _, spelling, factor in _NFSTREAM_TABLE}
+        for position, name in enumerate(names):
+            factor = factors.get(normalize_name(name), 1.0)
+            if factor != 1.0:
+                scales[position] = factor
+    return HeaderMapping(
+        dialect=dialect,
+        columns=tuple(columns),
+        unknown=tuple(unknown),
+        ignored=ignored,
+        scales=scales,
+    )
+
+
+# Ratio of flow_byts_s * flow_duration / (totlen_fwd_pkts + totlen_bwd_pkts): about 1 when
+# durations are in seconds, about 1e6 when in microseconds; the geometric middle decides.
+_SECONDS_RATIO_LIMIT = 1e3
+
+
+def python_time_scale(
+    duration: np.ndarray, bytes_per_s: np.ndarray, total_bytes: np.ndarray
+) -> float | None:
+    """Factor that brings a Python cicflowmeter file's times to microseconds: 1 or 1e6.
+
+    The Python ``cicflowmeter`` package writes flow_duration, the inter-arrival times and
+    active/idle times in microseconds in its 0.1 releases and in seconds from 0.2 on, under
+    one header. Its rate is always bytes per second, so ``bytes_per_s * duration / bytes``
+    is about 1 for seconds and about 1e6 for microseconds.
+
+    Parameters
+    ----------
+    duration, bytes_per_s, total_bytes : ndarray of shape (n_flows,)
+        flow_duration, flow_byts_s, and totlen_fwd_pkts + totlen_bwd_pkts as written.
+
+    Returns
+    -------
+    float or None
+        1e6 for seconds, 1.0 for microseconds, None when no flow has a duration, bytes and
+        a finite rate to decide from.
+    """
+    usable = (duration > 0) & (total_bytes > 0) & np.isfinite(bytes_per_s) & (bytes_per_s > 0)
+    if not usable.any():
+        return None
+    ratio = np.median(
+        bytes_per_s[usable].astype(np.float64)
+        * duration[usable].astype(np.float64)
+        / total_bytes[usable].astype(np.float64)
+    )
+    return 1e6 if ratio < _SECONDS_RATIO_LIMIT else 1.0
