@@ -15,7 +15,7 @@ import pytest
 
 from flowids.cli import main
 from flowids.data.readers import read_flows
-from flowids.predict import load_trained_run, predict_files
+from flowids.predict import evaluate_files, load_trained_run, predict_files
 from flowids.runs import list_runs
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -375,3 +375,53 @@ def test_repeats_report_mean_and_spread(tmp_path, capsys):
     assert sorted(seeds) == [20200924, 20200925, 20200926]
     assert "over 3 seeds: metric mean (std, min-max)" in out
     assert out.strip().splitlines()[-1] in {str(p) for p in runs}
+
+
+def test_predict_refuses_to_overwrite_an_input(run_dir, tmp_path, capsys):
+    own = tmp_path / "own.csv"
+    own.write_bytes((CASES / "BR-14-rare-classes.csv").read_bytes())
+
+    code = main(["predict", "--run", str(run_dir), str(own), "-o", str(own)])
+
+    assert code == 2
+    assert "is also an input file" in capsys.readouterr().err
+    assert own.read_bytes() == (CASES / "BR-14-rare-classes.csv").read_bytes()
+
+
+def test_predict_refuses_a_directory_as_output(run_dir, tmp_path, capsys):
+    code = main(["predict", "--run", str(run_dir), str(WEDNESDAY), "-o", str(tmp_path)])
+
+    assert code == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_predict_writes_gzip_when_asked(run_dir, tmp_path):
+    summary = predict_files(
+        load_trained_run(run_dir),
+        [CASES / "BR-20b-predict-one-benign-one-attack.csv"],
+        tmp_path / "scores.csv.gz",
+    )
+
+    out = pd.read_csv(tmp_path / "scores.csv.gz", compression="gzip")
+    assert summary.flows == len(out) == 2
+    assert list(out["label"]) == ["BENIGN", "DDoS"]
+
+
+def test_predict_header_only_file(run_dir, tmp_path):
+    header = (CASES / "BR-20a-predict-single-flow.csv").read_text().splitlines()[0]
+    (tmp_path / "empty.csv").write_text(header + "\n")
+
+    summary = predict_files(load_trained_run(run_dir), [tmp_path / "empty.csv"], tmp_path / "o.csv")
+
+    assert summary.flows == 0
+    assert summary.metrics is None
+
+
+def test_evaluate_flags_the_runs_own_data(run_dir, tmp_path, caplog):
+    ddos = SHARED / "data/cicids2017/friday_ddos_only_1000_glf.csv"
+
+    results = evaluate_files(load_trained_run(run_dir), [WEDNESDAY, ddos])
+
+    assert results[str(WEDNESDAY)]["in_training_data"] is True
+    assert results[str(ddos)]["in_training_data"] is False
+    assert "part of the run's own data" in caplog.text

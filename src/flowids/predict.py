@@ -7,6 +7,7 @@ and the output is written to a temporary file that replaces the target only when
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from flowids.data.readers import (
     DEFAULT_CHUNK_FLOWS,
     FlowTable,
     expand_paths,
+    file_sha256,
     inspect_header,
     iter_flow_chunks,
 )
@@ -185,12 +187,50 @@ class _Scores:
         self.probabilities.append(probability)
 
     def metrics(self, threshold: float) -> dict | None:
-        if not self.complete or not self.labels:
+        if not self.complete or not self.labels or not sum(map(len, self.labels)):
             return None
         labels = np.concatenate(self.labels)
         return binary_metrics(
             is_attack(labels), np.concatenate(self.probabilities), threshold, labels=labels
         )
+
+
+def training_files(run: TrainedRun) -> dict[str, str]:
+    """sha256 -> file name of every file the run was trained (and tested) on."""
+    record_path = run.path / "run.json"
+    if not record_path.is_file():
+        return {}
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    files = (record.get("data") or {}).get("files") or []
+    return {f["sha256"]: Path(f["path"]).name for f in files if f.get("sha256")}
+
+
+def preflight(run: TrainedRun, files: list[Path], allow_other_producer: bool) -> list[Path]:
+    """Check every file before scoring any, so one bad file never ends a batch half-way.
+
+    Returns the files the run was trained on (by sha256): scores on them are not a test.
+
+    Raises
+    ------
+    MissingFeaturesError, DataError
+        If a file lacks a feature the run needs, or comes from another producer.
+    """
+    seen = training_files(run)
+    in_training = []
+    for path in files:
+        mapping = inspect_header(path)
+        run.preprocessor.check_features(mapping.features, str(path))
+        run.preprocessor.check_dialects([mapping.dialect], str(path), allow_other_producer)
+        digest = file_sha256(path) if seen else None
+        if digest in seen:
+            in_training.append(path)
+            logger.warning(
+                "%s: this file is part of the run's own data (same sha256 as %s); its flows "
+                "include training flows, so scores on it are not a test",
+                path,
+                seen[digest],
+            )
+    return in_training
 
 
 def score_file(
@@ -232,7 +272,9 @@ def evaluate_files(
     """
     results: dict[str, dict] = {}
     together = _Scores()
-    for path in expand_paths(paths):
+    files = expand_paths(paths)
+    in_training = preflight(run, files, allow_other_producer)
+    for path in files:
         scores = _Scores()
         for chunk, probability in score_file(run, path, chunk_flows, allow_other_producer):
             scores.add(chunk.labels, probability)
@@ -243,6 +285,9 @@ def evaluate_files(
                 "marked 'No Label'); use `flowids predict` to score unlabelled flows"
             )
         results[str(path)] = scores.metrics(run.threshold)
+        if results[str(path)] is None:
+            raise DataError(f"{path}: no flow records to evaluate")
+        results[str(path)]["in_training_data"] = path in in_training
     if len(results) > 1:
         results["all files"] = together.metrics(run.threshold)
     return results
@@ -264,8 +309,11 @@ def predict_files(
     threshold, else 'benign'). Metrics are computed when every flow has a label.
     """
     output = Path(output)
-    kind = "jsonl" if output.suffix.lower() in (".jsonl", ".json") else "csv"
+    suffixes = [suffix.lower() for suffix in output.suffixes[-2:]]
+    kind = "jsonl" if {".jsonl", ".json"} & set(suffixes) else "csv"
     files = expand_paths(paths)
+    check_output_path(output, files)
+    preflight(run, files, allow_other_producer)
     columns = _output_columns(files)
     summary = PredictionSummary(output=output)
     scores = _Scores()
@@ -273,12 +321,12 @@ def predict_files(
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     bar = tqdm(desc="scoring", unit=" flows", disable=not progress, unit_scale=True)
     try:
-        with bar, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        with bar, _open_output(tmp, gzipped=suffixes[-1:] == [".gz"]) as handle:
             for path in files:
                 counts = {"flows": 0, "attacks": 0}
                 for chunk, probability in score_file(run, path, chunk_flows, allow_other_producer):
                     frame = _output_frame(chunk, probability, run.threshold, columns)
-                    _write_frame(frame, handle, kind, first=handle.tell() == 0)
+                    _write_frame(frame, handle, kind, first=not summary.flows + counts["flows"])
                     scores.add(chunk.labels, probability)
                     counts["flows"] += len(frame)
                     counts["attacks"] += int((frame["verdict"] == "attack").sum())
@@ -302,9 +350,20 @@ def predict_files(
     return summary
 
 
-def check_output_path(output: str | Path) -> Path:
-    """Refuse an output path whose directory does not exist."""
+def _open_output(path: Path, gzipped: bool):
+    """A text handle on the temporary output; gzip-compressed for names ending in .gz."""
+    if gzipped:
+        return gzip.open(path, "wt", encoding="utf-8", newline="")
+    return open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+
+
+def check_output_path(output: str | Path, inputs: Iterable[Path] = ()) -> Path:
+    """Refuse an output path that is a directory, lies in a missing one, or is an input."""
     output = Path(output)
+    if output.is_dir():
+        raise UsageError(f"{output}: is a directory; give a file name such as scores.csv")
     if not output.parent.exists():
         raise UsageError(f"{output}: directory {output.parent} does not exist")
+    if output.exists() and any(output.resolve() == Path(p).resolve() for p in inputs):
+        raise UsageError(f"{output}: is also an input file; write the scores elsewhere")
     return output

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 COLUMNS = (
     "data",
+    "in_training_data",
     "flows",
     "attack_flows",
     "tn",
@@ -46,6 +47,10 @@ def _per_attack(metrics: dict) -> str:
     return "; ".join(parts)
 
 
+def _yes_no(value) -> str:
+    return "" if value is None else ("yes" if value else "no")
+
+
 def transfer_table(results: dict[str, dict]) -> pd.DataFrame:
     """Rows of the transfer table from :func:`flowids.predict.evaluate_files` output."""
     rows = []
@@ -53,9 +58,10 @@ def transfer_table(results: dict[str, dict]) -> pd.DataFrame:
         rows.append(
             {
                 "data": data if data == "all files" else Path(data).name,
+                "in_training_data": _yes_no(metrics.get("in_training_data")),
                 "flows": metrics["n_flows"],
                 "attack_flows": metrics["n_attack"],
-                **{key: metrics[key] for key in COLUMNS[3:-1]},
+                **{key: metrics[key] for key in COLUMNS[4:-1]},
                 "recall_per_attack": _per_attack(metrics),
             }
         )
@@ -71,7 +77,8 @@ def transfer_markdown(frame: pd.DataFrame, run_id: str, threshold: float) -> str
         "",
         f"Every file scored with the run's model, preprocessing and threshold ({threshold}); "
         "attack is the positive class. Undefined values (no attack flow, or nothing called "
-        "attack) show as n/a.",
+        "attack) show as n/a. A file marked yes under in_training_data is one the run was "
+        "trained on: its scores are not a test.",
         "",
         markdown_table(list(shown.columns), rows),
         "",
