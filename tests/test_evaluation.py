@@ -495,7 +495,7 @@ def test_per_label_markdown() -> None:
     metrics = binary_metrics(y_true, probability, labels=labels)
 
     assert per_label_markdown(metrics) == (
-        "| label | flows | detected | recall | false-positive rate |\n"
+        "| label | flows | called attack | recall | false-positive rate |\n"
         "| --- | ---: | ---: | ---: | ---: |\n"
         "| BENIGN | 3 | 1 | - | 0.3333 |\n"
         "| DoS Hulk | 3 | 2 | 0.6667 | - |\n"

@@ -525,7 +525,7 @@ def per_label_markdown(metrics: Mapping[str, Any]) -> str:
     Returns
     -------
     str
-        A ``label | flows | detected | recall | false-positive rate`` table sorted by flows,
+        A ``label | flows | called attack | recall | false-positive rate`` table sorted by flows,
         descending (ties by label). Attack labels fill ``recall``, benign labels
         ``false-positive rate``; the other cell is "-".
 
@@ -542,7 +542,7 @@ def per_label_markdown(metrics: Mapping[str, Any]) -> str:
         )
 
     lines = [
-        "| label | flows | detected | recall | false-positive rate |",
+        "| label | flows | called attack | recall | false-positive rate |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     ordered = sorted(per_label.items(), key=lambda item: (-item[1]["n_flows"], item[0]))

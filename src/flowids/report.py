@@ -20,9 +20,9 @@ logger = logging.getLogger(__name__)
 MISSING = "n/a"
 
 _PLOT_CAPTIONS = {
-    "learning_curves": "Learning curves: loss and metrics per epoch, training and validation flows",
-    "precision": "Precision per epoch",
-    "recall": "Recall per epoch",
+    "learning_curves": "Learning curves: cross-entropy loss per epoch, training and validation",
+    "precision": "Precision of the attack class per epoch",
+    "recall": "Recall of the attack class per epoch",
     "roc": "ROC curve on the test split",
     "confusion_matrix": "Confusion matrix on the test split",
 }
@@ -288,10 +288,27 @@ def _split_section(record: Mapping[str, Any]) -> str:
         ["test flows", count(split.get("test_flows"))],
         ["test flows with a twin in training", count(split.get("test_twins_in_train"))],
     ]
+    for reason, n in (split.get("removed") or {}).items():
+        rows.append([f"removed before splitting: {reason}", count(n)])
     text = "## Split\n\n" + markdown_table(["", "value"], rows, "lr")
     twins = split.get("test_twins_in_train")
     if _is_number(twins):
         text += "\n\n" + _twins_sentence(twins, split.get("test_flows"))
+    duplicates = (split.get("details") or {}).get("duplicates")
+    if duplicates:
+        text += "\n\n" + _duplicates_sentence(duplicates, split.get("name"))
+    return text
+
+
+def _duplicates_sentence(duplicates: Mapping[str, Any], split_name: Any) -> str:
+    text = (
+        f"Before splitting, the flows held {count(duplicates.get('exact_duplicates'))} exact "
+        "duplicate flow records (same features and label as an earlier one) and "
+        f"{count(duplicates.get('conflicting_vectors'))} feature vectors seen with more than "
+        f"one label ({count(duplicates.get('conflicting_flows'))} flows)."
+    )
+    if split_name != "dedup":
+        text += " `--split dedup` removes both before splitting."
     return text
 
 
@@ -306,7 +323,8 @@ def _twins_sentence(twins: Any, test_flows: Any) -> str:
         f"{count(twins)} test flows{share} have an exact twin (the same feature vector) among "
         "the training flows. CIC-IDS2017 repeats many flows, so a model can score these by "
         "recall of its training data rather than by generalisation: the test metrics are an "
-        "optimistic estimate. A split that keeps twins out of the test set gives a fairer one."
+        "optimistic estimate. `--split dedup` keeps twins out of the test set and gives a "
+        "fairer one."
     )
 
 
@@ -333,6 +351,16 @@ def _model_section(record: Mapping[str, Any]) -> str:
     if not layers and "total_params" not in record:
         return ""
     parts = [f"## Model\n\nModel: {record.get('model', MISSING)}."]
+    if record.get("estimator"):
+        params = record.get("estimator_params") or {}
+        rows = [[f"`{key}`", _plain(value)] for key, value in params.items()]
+        parts.append(
+            f"Estimator: `{record['estimator']}` with its library defaults, seeded; saved with "
+            "skops."
+        )
+        if rows:
+            parts.append(markdown_table(["parameter", "value"], rows, "ll"))
+        return "\n\n".join(parts)
     if layers:
         rows = [
             [
@@ -357,10 +385,7 @@ def _training_section(record: Mapping[str, Any]) -> str:
     if not config and not training:
         return ""
     parts = ["## Optimizer and training settings"]
-    rows = []
-    if record.get("optimizer"):
-        rows.append(["optimizer", record["optimizer"]])
-    rows += [[f"`{key}`", _plain(value)] for key, value in config.items()]
+    rows = [[f"`{key}`", _plain(value)] for key, value in relevant_settings(config).items()]
     if rows:
         parts.append(markdown_table(["setting", "value"], rows, "ll"))
     if training:
@@ -368,10 +393,62 @@ def _training_section(record: Mapping[str, Any]) -> str:
         took = f"{float(seconds):,.1f} s" if _is_number(seconds) else MISSING
         epochs = training.get("epochs_run")
         what = f"ran {count(epochs)} epochs" if epochs else "fitted the model"
+        compile_note = ", the first epoch's compilation included" if epochs else ""
         parts.append(
-            f"Training {what} in {took} ({count(_round(training.get('flows_per_s')))} flows per s)."
+            f"Training {what} in {took} ({count(_round(training.get('flows_per_s')))} flows "
+            f"per s{compile_note})."
         )
     return "\n\n".join(parts)
+
+
+# Settings that only some models or rules read; the report shows them only where they apply.
+_NETWORK_KEYS = {
+    "timesteps",
+    "lstm_units",
+    "dense_units",
+    "noise_stddev",
+    "max_norm",
+    "fwd_bias_l2",
+    "dense_bias_l2",
+    "optimizer",
+    "learning_rate",
+    "momentum",
+    "clipnorm",
+    "lr_decay",
+    "loss",
+    "epochs",
+    "batch_size",
+    "mlp_units",
+    "window_key",
+    "window_gap_s",
+}
+_BILSTM_ONLY = {
+    "lstm_units",
+    "dense_units",
+    "noise_stddev",
+    "max_norm",
+    "fwd_bias_l2",
+    "dense_bias_l2",
+}
+
+
+def relevant_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that shaped this run: those of its model, split and threshold rule."""
+    model = config.get("model")
+    skip = set()
+    if model not in ("bilstm", "mlp"):
+        skip |= _NETWORK_KEYS
+    if model == "mlp":
+        skip |= _BILSTM_ONLY
+    if model == "bilstm":
+        skip.add("mlp_units")
+    if (config.get("timesteps") or 1) <= 1:
+        skip |= {"window_key", "window_gap_s"}
+    if config.get("threshold_rule") != "target-fpr":
+        skip.add("target_fpr")
+    if config.get("threshold_rule") not in (None, "fixed"):
+        skip.add("threshold")
+    return {key: value for key, value in config.items() if key not in skip}
 
 
 def _round(value: Any) -> Any:

@@ -61,7 +61,20 @@ def environment() -> dict:
     import keras
 
     versions = {}
-    for package in ("keras", "jax", "jaxlib", "numpy", "pandas", "scikit-learn", "pyarrow"):
+    packages = (
+        "keras",
+        "jax",
+        "jaxlib",
+        "numpy",
+        "pandas",
+        "pyarrow",
+        "scikit-learn",
+        "lightgbm",
+        "skops",
+        "matplotlib",
+        "nfstream",
+    )
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -328,7 +341,8 @@ def write_run(fitted: FittedRun, config, runs_dir: Path, preset: str, command) -
         metrics = binary_metrics(y_test, p_test, threshold, labels=test.labels)
 
         env = environment()
-        fitted.history.to_csv(run_dir / "history.csv", index=False)
+        if len(fitted.history):
+            fitted.history.to_csv(run_dir / "history.csv", index=False)
         (run_dir / "metrics.json").write_text(_json({"test": metrics}), encoding="utf-8")
         (run_dir / "config.json").write_text(_json(config.to_dict()), encoding="utf-8")
         (run_dir / "environment.json").write_text(_json(env), encoding="utf-8")
@@ -371,7 +385,7 @@ def write_run(fitted: FittedRun, config, runs_dir: Path, preset: str, command) -
                 "model": model_file,
                 "preprocessing": PREPROCESSING_FILE,
                 "decision": DECISION_FILE,
-                "history": "history.csv",
+                **({"history": "history.csv"} if len(fitted.history) else {}),
                 "metrics": "metrics.json",
                 "config": "config.json",
                 "environment": "environment.json",

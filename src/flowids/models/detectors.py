@@ -226,9 +226,19 @@ class BaselineDetector:
         return {}
 
     def attack_probability(self, x: np.ndarray) -> np.ndarray:
+        """Attack probability (n_flows,) of preprocessed flows x (n_flows, n_features).
+
+        Notes
+        -----
+        A forest adds its trees' votes from parallel threads in whatever order they finish,
+        which changes the last bits of a score from call to call; scoring runs on one thread
+        so that the same flow always gets the same score.
+        """
         if len(x) == 0:
             return np.zeros(0, dtype=np.float64)
         column = list(self.estimator.classes_).index(1)
+        if "n_jobs" in self.estimator.get_params():
+            self.estimator.set_params(n_jobs=1)
         return np.asarray(self.estimator.predict_proba(x)[:, column], dtype=np.float64)
 
     def save(self, run_dir: Path) -> str:
