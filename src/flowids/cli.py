@@ -225,6 +225,35 @@ def build_parser() -> argparse.ArgumentParser:
     presets = commands.add_parser("presets", help="list the named presets")
     _add_common(presets)
 
+    inspect = commands.add_parser(
+        "inspect",
+        help="write a data-quality report on flow files",
+        description="Read flow CSVs as training would, changing nothing, and write a Markdown "
+        "report with plots: flows per file and label, distinct values, missing and non-finite "
+        "rates and constant columns per feature, validity breaches, duplicates and conflicting "
+        "labels, producers and time span, and the features that best separate benign from "
+        "attack flows.",
+    )
+    inspect.add_argument(
+        "files", nargs="+", metavar="FILE", help="flow CSV files, directories or globs"
+    )
+    inspect.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="folder for report.md, inspect.json and the PNG plots (created if missing)",
+    )
+    inspect.add_argument(
+        "--top",
+        type=int,
+        default=6,
+        metavar="N",
+        help="most separating features to plot (default: %(default)s)",
+    )
+    _add_common(inspect)
+
     _add_extract_parser(commands)
     _add_detect_parser(commands)
     return parser
@@ -510,6 +539,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from flowids.inspect import inspect_files
+
+    report = inspect_files(args.files, args.output, top=args.top)
+    print(f"wrote {report}")
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from flowids.models.presets import get_preset, list_presets
 
@@ -590,6 +627,7 @@ _COMMANDS = {
     "evaluate": cmd_evaluate,
     "runs": cmd_runs,
     "presets": cmd_presets,
+    "inspect": cmd_inspect,
     "extract": cmd_extract,
     "detect": cmd_detect,
 }
