@@ -432,3 +432,25 @@ def test_training_windows_need_identifiers(tmp_path: Path) -> None:
 
     assert code == 2
     assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+
+
+def test_detect_scores_capture_flows_with_their_windows(windows_run: Path, tmp_path: Path) -> None:
+    from flowids.detect import detect
+
+    flows_out = tmp_path / "flows.csv"
+
+    report = detect(
+        windows_run,
+        tmp_path / "alerts.jsonl",
+        pcaps=[SHARED / "data" / "pcap" / "kihy_slowloris.pcap"],
+        flows_out=flows_out,
+    )
+
+    run = load_trained_run(windows_run)
+    table = read_flows([flows_out])
+    streamed = pd.read_csv(flows_out)["Attack Probability"].to_numpy()
+    x = run.preprocessor.transform(table.features)
+    windows = table_windows(table, x, run.windows)
+    assert report.flows == len(table) > 10
+    assert (windows.context_lengths() == 8).sum() > 0  # slowloris flows share their key
+    np.testing.assert_allclose(streamed, run.detector.attack_probability(windows), atol=2e-6)

@@ -34,6 +34,7 @@ from flowids.features.packets import (
     scan_captures,
     stream_flows,
 )
+from flowids.features.windows import WindowState, flow_keys
 from flowids.predict import TrainedRun
 
 logger = logging.getLogger(__name__)
@@ -271,14 +272,15 @@ def detect(
             on_stats=live_stats,
         )
         pending: list[tuple] = []
+        state = run.window_state()  # recent flows per key, for runs that score windows
         for rows in batches:
             pending.extend(rows)
             # Files: score in model-sized batches; live: as soon as flows arrive.
             if interface is not None or len(pending) >= SCORE_BATCH:
-                _score_and_write(run, pending, source, report, outputs, counters)
+                _score_and_write(run, pending, source, report, outputs, counters, state)
                 pending = []
         if pending:
-            _score_and_write(run, pending, source, report, outputs, counters)
+            _score_and_write(run, pending, source, report, outputs, counters, state)
         if interface is None:
             for capture in reports:
                 check_capture_report(capture)
@@ -302,8 +304,8 @@ def detect(
     return report
 
 
-def _score_and_write(run, rows, source, report, outputs, counters) -> None:
-    probability = _score(run, rows, source)
+def _score_and_write(run, rows, source, report, outputs, counters, state=None) -> None:
+    probability = _score(run, rows, source, state)
     alerts = [
         json.dumps(eve_alert(row, p, report.run_id, run.threshold)) + "\n"
         for row, p in zip(rows, probability, strict=True)
@@ -314,10 +316,18 @@ def _score_and_write(run, rows, source, report, outputs, counters) -> None:
     counters["alerts"] += len(alerts)
 
 
-def _score(run: TrainedRun, rows: list[tuple], source: str) -> np.ndarray:
+def _score(
+    run: TrainedRun, rows: list[tuple], source: str, state: WindowState | None = None
+) -> np.ndarray:
     frame = rows_to_frame(rows)
     features = frame[list(FEATURES)].astype(np.float64)
-    return run.score(features, source=source)
+    if state is None:
+        return run.score(features, source=source)
+    # Each flow is scored as the last of its window: the flows of its key scored before it.
+    keys = flow_keys(frame, state.settings.key)
+    times = frame["start_us"].to_numpy(dtype=np.int64).astype("datetime64[us]")
+    x = run.preprocessor.transform(features, source=source)
+    return run.detector.attack_probability(state.push(keys, times, x))
 
 
 def _check_interface(interface: str) -> None:
