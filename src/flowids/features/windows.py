@@ -445,7 +445,7 @@ def table_windows(table, x: np.ndarray, settings: WindowSettings) -> FlowWindows
 
 def table_time_order(table, settings: WindowSettings) -> np.ndarray:
     """Positions of a table's flows in the order windows see them (time, then row)."""
-    keys, times, rows = window_inputs(table, settings)
+    _, times, rows = window_inputs(table, settings)
     return time_order(times, rows)
 
 
