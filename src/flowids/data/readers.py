@@ -590,7 +590,6 @@ def _read_and_parse(blocks: Iterator[bytes], layout: _FileLayout) -> _Parsed | N
     if block is None:
         return None
     text, kept_lines = _drop_repeated_headers(block, layout.header_line)
-    lines = text.count(b"\n") + (0 if text.endswith(b"\n") or not text else 1)
     read_options, parse_options, convert_options = layout.arrow_options
     try:
         arrow = pacsv.read_csv(
@@ -602,6 +601,12 @@ def _read_and_parse(blocks: Iterator[bytes], layout: _FileLayout) -> _Parsed | N
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         logger.debug("%s: parsing a block cell by cell (%s)", layout.path, exc)
         arrow = None
+    # Without quotes (CICFlowMeter never quotes) each line is one row, blank lines included
+    # (pyarrow refuses those); a quoted value may hold a line break, so count the lines.
+    if b'"' in text:
+        lines = text.count(b"\n") + (0 if text.endswith(b"\n") or not text else 1)
+    else:
+        lines = arrow.num_rows if arrow is not None else 0
     return _Parsed(block, lines, kept_lines, arrow)
 
 
