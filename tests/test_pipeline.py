@@ -270,10 +270,17 @@ def test_crashed_run_is_not_listed(tmp_path, monkeypatch):
         (["train", "--data", str(WEDNESDAY), "--preset", "nope"], "unknown preset 'nope'"),
         (["train", "--data", str(WEDNESDAY), "--set", "bogus=1"], "bogus"),
         (["predict", "--run", "nope", str(WEDNESDAY), "-o", "x.csv"], "nope"),
+        (
+            ["train", "--data", str(SHARED / "data/pcap/chrissanders_portscan.pcap")],
+            "is a packet capture, not a flow CSV; turn it into flows with `flowids extract`",
+        ),
+        (["train", "--data", str(WEDNESDAY), "--runs-dir", "/proc/nope"], "cannot create it"),
     ],
 )
 def test_bad_input_exits_2_with_message(argv, message, tmp_path, capsys):
-    code = main([*argv, "--runs-dir", str(tmp_path)])
+    if "--runs-dir" not in argv:
+        argv = [*argv, "--runs-dir", str(tmp_path)]
+    code = main(argv)
 
     err = capsys.readouterr().err
     assert code == 2

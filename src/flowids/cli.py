@@ -389,10 +389,21 @@ def _parse_setting(text: str) -> tuple[str, object]:
     return key.strip(), parsed
 
 
+def _check_runs_dir(runs_dir: Path) -> None:
+    """Refuse a runs directory that cannot be written, before any training starts."""
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--runs-dir {runs_dir}: cannot create it ({exc.strerror})") from None
+    if not os.access(runs_dir, os.W_OK):
+        raise UsageError(f"--runs-dir {runs_dir}: not writable")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from flowids.models.presets import resolve_config
     from flowids.training import train_run
 
+    _check_runs_dir(args.runs_dir)
     overrides = dict(_parse_setting(text) for text in args.set)
     overrides.update(
         {
@@ -668,6 +679,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (`flowids runs list | head`): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

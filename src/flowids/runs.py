@@ -265,7 +265,7 @@ def load_run(path: Path | str) -> dict[str, Any]:
         path = path.parent
     if not path.is_dir():
         raise RunRecordError(
-            f"{path}: no such run directory; `flowids runs` lists the runs, or pass a run id"
+            f"{path}: no such run directory; `flowids runs list` lists the runs, or pass a run id"
         )
 
     record_file = path / RUN_JSON
@@ -569,7 +569,7 @@ def resolve_run(spec: str | Path, runs_dir: Path | str) -> Path:
         raise RunRecordError(f"run {spec!r} is ambiguous in {runs_dir}: matches {names}")
     raise RunRecordError(
         f"run {spec!r}: no such path and no run with that id in {runs_dir}; "
-        "`flowids runs` lists the runs, or use 'latest'"
+        "`flowids runs list` lists the runs, or use 'latest'"
     )
 
 

@@ -246,8 +246,35 @@ def _open_text(path: Path) -> io.TextIOBase:
     return io.TextIOWrapper(_open_binary(path), encoding="utf-8", errors="replace", newline="")
 
 
+# Leading bytes of packet captures: pcap (both byte orders, micro- and nanosecond) and pcapng.
+_CAPTURE_MAGIC = (
+    b"\xd4\xc3\xb2\xa1",
+    b"\xa1\xb2\xc3\xd4",
+    b"\x4d\x3c\xb2\xa1",
+    b"\xa1\xb2\x3c\x4d",
+    b"\x0a\x0d\x0d\x0a",
+)
+
+
+def _refuse_binary(path: Path) -> None:
+    """Refuse packet captures and other binary files with a message that says what they are."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if head[:2] == b"\x1f\x8b":
+        with gzip.open(path, "rb") as handle:
+            head = handle.read(4096)
+    if head[:4] in _CAPTURE_MAGIC:
+        raise DataError(
+            f"{path}: is a packet capture, not a flow CSV; turn it into flows with "
+            "`flowids extract`, or score it directly with `flowids detect`"
+        )
+    if b"\x00" in head:
+        raise DataError(f"{path}: holds binary data, not a flow CSV (expected text with a header)")
+
+
 def read_header(path: Path) -> list[str]:
     """Return the header cells of a flow CSV, or raise DataError if it has none."""
+    _refuse_binary(path)
     with _open_text(path) as handle:
         try:
             header = next(csv.reader(handle))
