@@ -480,7 +480,14 @@ def compare_runs(paths: Sequence[Path | str], out_dir: Path | str | None = None)
     if not paths:
         raise UsageError("compare_runs: no runs given; pass one or more run directories")
 
-    records = [load_run(p) for p in paths]
+    unique = list(dict.fromkeys(Path(p).resolve() for p in paths))
+    records = [load_run(p) for p in unique]
+    data = {_summary_value(r, "data") for r in records}
+    if len(data) > 1:
+        logger.warning(
+            "the compared runs were trained on different data (%s); their test sets differ",
+            "; ".join(sorted(map(str, data))),
+        )
     frame = pd.DataFrame(
         [{c: _summary_value(r, c) for c in COMPARE_COLUMNS} for r in records],
         index=pd.Index([r["run_id"] for r in records], name="run_id"),
@@ -518,11 +525,14 @@ def _plot_comparison(frame: pd.DataFrame, png: Path) -> None:
         labels = ["n/a" if np.isnan(v) else f"{v:.3f}" for v in values]
         axes.bar_label(bars, labels=labels, fontsize=7, padding=2)
 
-    axes.set_xticks(positions, [str(run_id) for run_id in frame.index], rotation=20, ha="right")
-    axes.set_ylim(0.0, 1.1)
-    axes.set_ylabel("test split")
-    axes.set_title("Precision, recall and F1 per run (attack is the positive class)")
-    axes.legend(loc="lower right")
+    names = [
+        f"{run_id}\n{model}" for run_id, model in zip(frame.index, frame["model"], strict=True)
+    ]
+    axes.set_xticks(positions, names, rotation=20, ha="right", fontsize=7)
+    axes.set_ylim(0.0, 1.25)
+    axes.set_ylabel("value on the test flows")
+    axes.set_title("Precision, recall and F1 of the attack class per run", fontsize=10)
+    axes.legend(loc="upper center", ncols=3, fontsize=8)
     figure.savefig(png, dpi=120)
 
 
