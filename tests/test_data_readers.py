@@ -846,3 +846,14 @@ def test_every_dialect_takes_part_in_the_producer_check(sample_12k, dialect):
     with pytest.raises(DataError, match=f"flow records written by {dialect}, but the model"):
         fitted.check_dialects([dialect], "input.csv", allow_other=False)
     fitted.check_dialects([dialect], "input.csv", allow_other=True)
+
+
+def test_feature_buffer_grows_past_its_first_guess(data_dir, monkeypatch):
+    import flowids.data.readers as readers
+
+    whole = read_flows([data_dir / "cicids2017/wednesday_random_sample_1k_mlcve.csv"])
+    monkeypatch.setattr(readers, "_estimated_flows", lambda files: 7)
+    monkeypatch.setattr(readers, "_READ_BYTES", 4096)
+    grown = read_flows([data_dir / "cicids2017/wednesday_random_sample_1k_mlcve.csv"])
+
+    pd.testing.assert_frame_equal(grown.features, whole.features, check_exact=True)

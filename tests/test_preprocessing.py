@@ -316,3 +316,19 @@ def test_load_refuses_damaged_files(fitted_12k, tmp_path):
         Preprocessor.load(short)
     with pytest.raises(RunRecordError, match="incomplete or damaged preprocessing"):
         Preprocessor.load(partial)
+
+
+def test_validity_policy_is_saved_and_old_files_read_with_the_default(fitted_12k, sample_12k):
+    from flowids.data.validity import ValidityPolicy
+
+    policy = ValidityPolicy.parse("drop,sentinel=fail")
+    fitted = Preprocessor().fit(sample_12k.features, validity=policy)
+    saved = fitted.to_dict()
+
+    assert saved["validity"] == {"negative": "drop", "sentinel": "fail", "non-finite": "drop"}
+    assert Preprocessor.from_dict(saved).validity == policy
+    older = {key: value for key, value in fitted_12k.to_dict().items() if key != "validity"}
+    assert Preprocessor.from_dict(older).validity == ValidityPolicy()
+    damaged = {**saved, "validity": {"negative": "clip"}}
+    with pytest.raises(RunRecordError, match="incomplete or damaged preprocessing"):
+        Preprocessor.from_dict(damaged)

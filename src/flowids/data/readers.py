@@ -1041,6 +1041,7 @@ class _FeatureBuffer:
 
 
 _FEATURE_INDEX = {name: j for j, name in enumerate(FEATURES)}
+_MAX_FIRST_CAPACITY = 1 << 23
 
 
 def _untouched(n_rows: int, n_columns: int) -> np.ndarray:
@@ -1063,7 +1064,9 @@ def _estimated_flows(files: list[Path]) -> int:
     for path in files:
         size = path.stat().st_size
         total += size * 8 if _is_gzip(path) else size
-    return total // 150 + 1
+    # Past about 8.4 million flows (2.5 GB of address space) the buffer grows as it fills,
+    # so that a guess for a huge input never asks for more address space than memory holds.
+    return min(total // 150 + 1, _MAX_FIRST_CAPACITY)
 
 
 def read_flows(
