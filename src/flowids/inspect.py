@@ -171,11 +171,17 @@ def _duplicates(table: FlowTable) -> dict[str, int]:
 
     labels = table.labels if table.labels is not None else np.full(len(table), "", object)
     counts = find_duplicates(table.features, labels)
-    with_identifiers = table.features.copy()
-    for name in table.identifiers.columns:
-        with_identifiers[name] = table.identifiers[name].to_numpy()
-    with_identifiers["label"] = labels
-    counts["exact_duplicates_with_identifiers"] = int(with_identifiers.duplicated().sum())
+    # One 64-bit hash per flow over features, identifiers and label, rather than a copy of
+    # the table: a collision would need 2**32 flows to become likely.
+    parts = {
+        "features": pd.util.hash_pandas_object(table.features, index=False).to_numpy(),
+        "label": pd.util.hash_pandas_object(pd.Series(labels, dtype=object), index=False),
+    }
+    if len(table.identifiers.columns):
+        hashed = pd.util.hash_pandas_object(table.identifiers.astype(object), index=False)
+        parts["identifiers"] = hashed.to_numpy()
+    combined = pd.util.hash_pandas_object(pd.DataFrame(parts), index=False)
+    counts["exact_duplicates_with_identifiers"] = int(combined.duplicated().sum())
     return counts
 
 
