@@ -450,6 +450,17 @@ class _FileLayout:
         self.features = self.mapping.features
         known = set(self.features)
         self.feature_columns = [(p, n) for p, n in self.mapping.columns if n in known]
+        # Row of each feature column in the parsed values: the first copy of a feature at
+        # its canonical place, so that the first len(features) rows are the features in
+        # order without a copy; further copies (a duplicated header) after them.
+        self.slots: list[int] = []
+        extra = len(self.features)
+        for _, name in self.feature_columns:
+            if self.features.index(name) in self.slots:
+                self.slots.append(extra)
+                extra += 1
+            else:
+                self.slots.append(self.features.index(name))
         identifiers = set(self.mapping.identifiers)
         self.identifier_columns = [(p, n) for p, n in self.mapping.columns if n in identifiers]
         self.used = sorted(position for position, _ in self.mapping.columns)
@@ -668,15 +679,15 @@ def _fast_columns(arrow: pa.Table, layout: _FileLayout):
     """Feature values, labels and identifiers of a parsed block, or None to parse it exactly.
 
     The values are one float32 array of shape (n_feature_columns, n_flows), one row per
-    feature column of the file in file order (duplicated columns included).
+    feature column of the file at its slot (see :class:`_FileLayout`).
     """
     values = np.empty((len(layout.feature_columns), arrow.num_rows), dtype=np.float32)
     nulls = np.empty(len(layout.feature_columns), dtype=np.int64)
     with np.errstate(over="ignore"):
-        for j, (position, _) in enumerate(layout.feature_columns):
+        for slot, (position, _) in zip(layout.slots, layout.feature_columns, strict=True):
             column = arrow.column(f"c{position}")
-            values[j] = column.to_numpy()
-            nulls[j] = column.null_count
+            values[slot] = column.to_numpy()
+            nulls[slot] = column.null_count
     # NaN from a text other than the missing-value tokens ('-nan') is left to the exact
     # parse, which accepts or names it; so are rows with every feature missing.
     if not np.array_equal(np.isnan(values).sum(axis=1), nulls):
@@ -712,31 +723,26 @@ def _collapse_duplicates(values: np.ndarray, rows: np.ndarray, layout: _FileLayo
     Parameters
     ----------
     values : ndarray of float32, shape (n_feature_columns, n_flows)
-        Every feature column of the file, in file order.
+        Every feature column of the file at its slot: the features in canonical order first,
+        further copies of duplicated columns after them.
     """
     if layout.time_unit_pending:
         _decide_python_time_unit(values, layout)
-    for j, (position, _) in enumerate(layout.feature_columns):
+    for slot, (position, _) in zip(layout.slots, layout.feature_columns, strict=True):
         if position in layout.scales:
-            values[j] *= layout.scales[position]
+            values[slot] *= layout.scales[position]
 
-    first: dict[str, int] = {}
-    for j, (position, name) in enumerate(layout.feature_columns):
-        if name not in first:
-            first[name] = j
-            continue
-        kept = values[first[name]]
-        _check_duplicate(kept, values[j], rows, layout.header, position, name, layout.report)
-
-    order = [first[name] for name in layout.features]
-    if order != list(range(len(layout.feature_columns))):
-        values = values[order]
-    return pd.DataFrame(values.T, columns=layout.features, copy=False)
+    n_features = len(layout.features)
+    for slot, (position, name) in zip(layout.slots, layout.feature_columns, strict=True):
+        if slot >= n_features:
+            kept = values[layout.features.index(name)]
+            _check_duplicate(kept, values[slot], rows, layout.header, position, name, layout.report)
+    return pd.DataFrame(values[:n_features].T, columns=layout.features, copy=False)
 
 
 def _decide_python_time_unit(values: np.ndarray, layout: _FileLayout) -> None:
     """Tell seconds from microseconds in a Python cicflowmeter file, from its first flows."""
-    rows = {name: j for j, (_, name) in reversed(list(enumerate(layout.feature_columns)))}
+    rows = {name: j for j, name in enumerate(layout.features)}
     needed = ("flow_duration_us", "flow_bytes_per_s", "total_fwd_bytes", "total_bwd_bytes")
     if not all(name in rows for name in needed):
         layout.time_unit_pending = False
@@ -872,8 +878,8 @@ def _drop_noise_rows(raw: pd.DataFrame, header: list[str], report: FileReport) -
 def _parse_features(raw: pd.DataFrame, rows: np.ndarray, layout: _FileLayout) -> pd.DataFrame:
     """Convert feature cells to float32, collapsing duplicated columns that agree."""
     values = np.empty((len(layout.feature_columns), len(raw)), dtype=np.float32)
-    for j, (position, _) in enumerate(layout.feature_columns):
-        values[j] = _to_numbers(raw[position], rows, layout.header[position], layout.path)
+    for slot, (position, _) in zip(layout.slots, layout.feature_columns, strict=True):
+        values[slot] = _to_numbers(raw[position], rows, layout.header[position], layout.path)
     return _collapse_duplicates(values, rows, layout)
 
 

@@ -166,8 +166,8 @@ def _unit(name: str) -> str:
     return ""
 
 
-def _breaches(values: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-    """Per rule, the mask of breaking values.
+def _breaches(values: np.ndarray, names: list[str]) -> dict[str, tuple[np.ndarray, list[int]]]:
+    """Per rule, the mask of breaking values and the feature columns it covers.
 
     Parameters
     ----------
@@ -177,16 +177,21 @@ def _breaches(values: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
 
     Returns
     -------
-    dict of str to ndarray of bool, shape (n_flows, n_features)
+    dict of str to (ndarray of bool, list of int)
+        The mask has one column per covered feature: every feature, except for the sentinel
+        rule, which covers the initial window sizes only.
     """
+    every = list(range(len(names)))
     sentinel_columns = [j for j, name in enumerate(names) if name in SENTINEL_FEATURES]
     negative = values < 0
-    sentinel = np.zeros_like(negative)
+    minus_one = values[:, sentinel_columns] == -1
     if sentinel_columns:
-        minus_one = values[:, sentinel_columns] == -1
-        sentinel[:, sentinel_columns] = minus_one
         negative[:, sentinel_columns] &= ~minus_one
-    return {NEGATIVE: negative, SENTINEL: sentinel, NON_FINITE: ~np.isfinite(values)}
+    return {
+        NEGATIVE: (negative, every),
+        SENTINEL: (minus_one, sentinel_columns),
+        NON_FINITE: (~np.isfinite(values), every),
+    }
 
 
 def _refusal(rule: str, name: str, value: float, where: str, n: int, span: str) -> DataError:
@@ -257,27 +262,29 @@ def check_validity(
     drop = np.zeros(len(features), dtype=bool)
     for rule in RULES:
         action = policy.action(rule) if policy is not None else KEEP
-        mask = breaches[rule]
+        mask, covered = breaches[rule]
         per_feature = mask.sum(axis=0)
-        if not per_feature.any():
+        broken = np.flatnonzero(per_feature)
+        if not len(broken):
             continue
-        for j in np.flatnonzero(per_feature):
-            report.invalid[rule][names[j]] += int(per_feature[j])
-        hit = mask.any(axis=1)
+        for k in broken:
+            report.invalid[rule][names[covered[k]]] += int(per_feature[k])
+        hit = mask[:, broken].any(axis=1)
         report.invalid_flows[rule] += int(hit.sum())
 
         if action == FAIL:
-            row, j = (int(i) for i in np.argwhere(mask)[0])
-            name = names[j]
+            row = int(np.flatnonzero(hit)[0])
+            k = int(broken[np.flatnonzero(mask[row, broken])[0]])
+            name = names[covered[k]]
             where = f"{report.path}, row {rows[row]}, column {columns.get(name, name)!r}"
             value = float(features[name].iloc[row])
             span = f"from row {rows[0]} to row {rows[-1]}"
-            raise _refusal(rule, name, value, where, int(per_feature[j]), span)
+            raise _refusal(rule, name, value, where, int(per_feature[k]), span)
         if action == REPAIR and rule == NEGATIVE:
-            for j in np.flatnonzero(per_feature):
-                column = features[names[j]].to_numpy(copy=True)
-                column[mask[:, j]] = 0
-                features[names[j]] = column
+            for k in broken:
+                column = features[names[covered[k]]].to_numpy(copy=True)
+                column[mask[:, k]] = 0
+                features[names[covered[k]]] = column
         if action == DROP:
             report.dropped[DROP_REASONS[rule]] += int((hit & ~drop).sum())
             drop |= hit
