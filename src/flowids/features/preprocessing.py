@@ -193,7 +193,7 @@ class Preprocessor:
         self.check_features(list(features.columns), source)
         repaired, counts = self._repair(features[self.feature_names_])
         if counts:
-            logger.info(
+            logger.debug(
                 "%s: repaired %s non-finite value(s) (%s)",
                 source,
                 f"{sum(counts.values()):,}",
