@@ -90,6 +90,9 @@ def test_run_record_is_complete(run_dir):
     assert "bilstm_1" in readme and "| Bidirectional |" in readme
     assert "![" in readme and "roc.png" in readme
     assert record["data"]["files"][0]["sha256"] in readme
+    assert "### Validity rules" in readme
+    duplicates = record["data"]["duplicates"]
+    assert f"held {duplicates['exact_duplicates']:,} exact duplicate flow records" in readme
 
 
 def test_preprocessing_is_plain_json(run_dir):

@@ -257,7 +257,39 @@ def _data_section(record: Mapping[str, Any]) -> str:
         parts += ["### Labels", _labels_table(data["labels"])]
     parts.append(_counted_table("Flows dropped", "reason", "flows", data.get("dropped")))
     parts.append(_counted_table("Values repaired", "repair", "values", data.get("repaired")))
+    parts.append(_validity_table(data.get("validity")))
     return "\n\n".join(p for p in parts if p)
+
+
+_RULE_MEANING = {
+    "negative": "negative duration, time or rate",
+    "sentinel": "-1 for an unseen TCP window (Init_Win_bytes)",
+    "non-finite": "missing, NaN or Infinity",
+}
+
+
+def _validity_table(validity: Mapping[str, Any] | None) -> str:
+    """The validity rules: what each found, in how many flows, and what the policy did."""
+    if not validity:
+        return ""
+    rows = []
+    for rule, found in validity.items():
+        values = found.get("values") or {}
+        top = ", ".join(f"`{name}` {count(n)}" for name, n in list(values.items())[:4])
+        more = f", ... ({len(values) - 4} more)" if len(values) > 4 else ""
+        rows.append(
+            [
+                _RULE_MEANING.get(rule, rule),
+                found.get("action"),
+                count(found.get("flows")),
+                top + more,
+            ]
+        )
+    return (
+        "### Validity rules\n\nEach rule's action (keep, repair, drop or fail) is the run's "
+        "`invalid` setting, applied the same way when the run scores new flows.\n\n"
+        + markdown_table(["rule", "action", "flows", "values by feature"], rows, "llrl")
+    )
 
 
 def _labels_table(labels: Mapping[str, Any]) -> str:
