@@ -121,7 +121,7 @@ def verdicts(attack_probability: np.ndarray, threshold: float) -> np.ndarray:
     UsageError
         If the threshold is not a finite number in [0, 1].
     """
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     probability = np.asarray(attack_probability, dtype=np.float64)
     return (probability >= threshold).astype(np.int8)
 
@@ -171,7 +171,7 @@ def binary_metrics(
     ROC-AUC nor PR-AUC; an all-attack set has no false-positive rate and no ROC-AUC. These
     are None, never 0, and ``notes`` says so.
     """
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     truth = _check_y_true(y_true)
     probability = _as_attack_probability(attack_probability)
     _check_same_length(truth, probability, "attack_probability")
@@ -377,7 +377,7 @@ def plot_roc(
     DataError
         If the inputs are invalid, or the flows are all of one class (no ROC curve exists).
     """
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     truth = _check_y_true(y_true)
     probability = _as_attack_probability(attack_probability)
     _check_same_length(truth, probability, "attack_probability")
@@ -593,7 +593,8 @@ def _check_probability_values(values: np.ndarray, where: str) -> None:
         )
 
 
-def _check_threshold(threshold: float) -> float:
+def check_threshold(threshold: float) -> float:
+    """Return ``threshold`` as a float, or raise UsageError unless it lies in [0, 1]."""
     try:
         value = float(threshold)
     except (TypeError, ValueError):

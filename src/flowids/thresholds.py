@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from flowids.errors import DataError, UsageError
+from flowids.evaluation import check_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def choose_threshold(
     'target-fpr' then fall back to 'fixed' at ``threshold``, log a warning and say so in
     ``note``.
     """
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     _check_rule(rule, target_fpr)
     truth, probability = _check_validation(y_val, p_val)
 
@@ -258,19 +259,6 @@ def _check_rule(rule: str, target_fpr: float | None) -> None:
             f"strictly between 0 and 1; got {target_fpr!r} (e.g. 0.001 for 10 false alarms "
             "per 10,000 benign flows)"
         )
-
-
-def _check_threshold(threshold: float) -> float:
-    try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not 0.0 <= value <= 1.0:
-        raise UsageError(
-            f"threshold {threshold!r} is not usable; expected a number in [0, 1], the attack "
-            "probability from which a flow counts as an attack"
-        )
-    return value
 
 
 def _check_validation(y_val: np.ndarray, p_val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

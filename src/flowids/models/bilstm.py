@@ -90,7 +90,11 @@ def build_bilstm(n_features: int, config: TrainingConfig) -> keras.Model:
     hidden = _recurrent_stack(hidden, config)
     outputs = _dense_head(hidden, config)
     model = keras.Model(inputs=inputs, outputs=outputs, name="flowids_bilstm")
+    return compile_network(model, config, n_features)
 
+
+def compile_network(model: keras.Model, config: TrainingConfig, n_features: int) -> keras.Model:
+    """Compile a flowids network with the config's optimizer, loss and attack metrics."""
     model.compile(
         optimizer=build_optimizer(config),
         loss=keras.losses.CategoricalCrossentropy(name=config.loss),

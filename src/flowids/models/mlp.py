@@ -8,14 +8,10 @@ comparison with it isolates what the LSTM cells add.
 
 from __future__ import annotations
 
-import logging
-
 import keras
 
-from flowids.models.bilstm import N_CLASSES, attack_metrics, build_optimizer
+from flowids.models.bilstm import N_CLASSES, compile_network
 from flowids.models.presets import TrainingConfig
-
-logger = logging.getLogger(__name__)
 
 
 def build_mlp(n_features: int, config: TrainingConfig) -> keras.Model:
@@ -34,13 +30,4 @@ def build_mlp(n_features: int, config: TrainingConfig) -> keras.Model:
     logits = keras.layers.Dense(N_CLASSES, name="logits")(hidden)
     outputs = keras.layers.Activation("softmax", name="softmax")(logits)
     model = keras.Model(inputs=inputs, outputs=outputs, name="flowids_mlp")
-
-    model.compile(
-        optimizer=build_optimizer(config),
-        loss=keras.losses.CategoricalCrossentropy(name=config.loss),
-        metrics=attack_metrics(),
-    )
-    logger.info(
-        "built %s for %d features: %d parameters", model.name, n_features, model.count_params()
-    )
-    return model
+    return compile_network(model, config, n_features)
