@@ -43,6 +43,7 @@ def test_page_numbers_match_run_records(results, tmp_path):
         experiments=experiments,
         repeat_models=("logistic-regression",),
         repeats=2,
+        window_presets=(),
     )
 
     page = results.render(sections, 1.0, quick=True, experiments=experiments)
@@ -63,3 +64,18 @@ def test_page_numbers_match_run_records(results, tmp_path):
     transfer = [row for row in _rows(page, "model") if "flows" in row and "twins" not in row]
     assert {row["flows"] for row in transfer} == {"8,654"}
     assert "Quick mode" in page
+
+
+def test_window_findings_read_the_table(results):
+    rows = [
+        {"preset": "seed-20200924", "rule": "fixed", "f1": 0.90, "fpr": 0.30, "roc_auc": 0.95},
+        {"preset": "windows-t8", "rule": "fixed", "f1": 0.99, "fpr": 0.01, "roc_auc": 0.99},
+        {"preset": "seed-20200924", "rule": "best-f1", "f1": 0.98, "fpr": 0.02, "roc_auc": 0.95},
+        {"preset": "windows-t8", "rule": "best-f1", "f1": 0.97, "fpr": 0.02, "roc_auc": 0.99},
+    ]
+
+    lines = results.window_findings(rows)
+
+    assert lines[0].startswith("- Threshold `fixed`: F1 0.9000 with one flow per step against")
+    assert "windows scores higher here" in lines[0]
+    assert "one flow per step scores higher here" in lines[1]
