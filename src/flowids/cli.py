@@ -40,6 +40,18 @@ def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that score files with a trained run."""
+    parser.add_argument(
+        "--allow-other-producer",
+        action="store_true",
+        help="score flows from a producer other than the one the run was trained on",
+    )
+    _add_invalid(parser, "the policy the run was trained with")
+    _add_runs_dir(parser)
+    _add_common(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -158,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         type=Path,
         metavar="OUT",
-        help="output file: CSV, or JSON lines if it ends in .jsonl",
+        help="output file: CSV, or JSON lines if it ends in .jsonl or .json; gzip if it ends "
+        "in .gz",
     )
     predict.add_argument(
         "--chunk-flows",
@@ -167,14 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="flows read and scored at a time; bounds memory (default: %(default)s)",
     )
-    predict.add_argument(
-        "--allow-other-producer",
-        action="store_true",
-        help="score flows from a producer other than the one the run was trained on",
-    )
-    _add_invalid(predict, "the policy the run was trained with")
-    _add_runs_dir(predict)
-    _add_common(predict)
+    _add_scoring_options(predict)
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -192,14 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="also write transfer.md, transfer.csv and transfer.json here",
     )
-    evaluate.add_argument(
-        "--allow-other-producer",
-        action="store_true",
-        help="score flows from a producer other than the one the run was trained on",
-    )
-    _add_invalid(evaluate, "the policy the run was trained with")
-    _add_runs_dir(evaluate)
-    _add_common(evaluate)
+    _add_scoring_options(evaluate)
 
     runs = commands.add_parser("runs", help="list, show or compare run records")
     runs_commands = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
