@@ -214,3 +214,13 @@ def test_many_flows_share_few_cells() -> None:
 
     assert (times.iloc[::2] == pd.Timestamp("2017-07-07 15:56")).all()
     assert (times.iloc[1::2] == pd.Timestamp("2017-07-07 09:01")).all()
+
+
+def test_iso_times_are_never_read_as_the_12_hour_clock():
+    # flowids extract writes ISO times in UTC under the CIC-IDS2017 header: 03:35 stays 03:35.
+    text = pd.Series(["2020-03-31 03:35:49.875762", "2020-03-31 07:59:00", "2020-03-31 08:01:00"])
+
+    times = parse_timestamps(text, "cicids2017")
+
+    assert [t.hour for t in times] == [3, 7, 8]
+    assert times.is_monotonic_increasing

@@ -169,6 +169,14 @@ def write_test_flows(run_dir: Path, table: FlowTable) -> str:
     name = "test_flows.csv.gz"
     origin = table.origin.rename(columns={"file": "source_file", "row": "source_row"})
     identifiers = table.identifiers.drop(columns=["source_file", "source_row"], errors="ignore")
+    if "timestamp" in identifiers and identifiers["timestamp"].astype(bool).all():
+        # Written as parsed ISO times: the source file's clock (CIC-IDS2017's 12-hour one
+        # without AM/PM) cannot be told from the copy alone.
+        from flowids.splits import flow_times
+
+        identifiers = identifiers.assign(
+            timestamp=pd.Series(flow_times(table)).dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+        )
     frame = pd.concat([origin, identifiers, table.features], axis=1)
     frame["label"] = table.labels
     frame.to_csv(run_dir / name, index=False, float_format="%.9g")

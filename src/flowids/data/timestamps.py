@@ -128,7 +128,9 @@ def _parse_one_file(
     bad_hour = marked & ((hours < 1) | (hours > 12))
     hours[marked] = hours[marked] % 12 + np.where(meridiem[marked] == "PM", 12, 0)
     if twelve_hour:
-        afternoon = ~marked & (hours >= 1) & (hours <= _CIC2017_LAST_MORNING_HOUR)
+        # ISO times (flowids extract writes them, in UTC) always use a 24-hour clock.
+        iso = parts["iso"].to_numpy(dtype=bool)
+        afternoon = ~marked & ~iso & (hours >= 1) & (hours <= _CIC2017_LAST_MORNING_HOUR)
         hours[afternoon] += 12
     parts["hour"] = np.where(bad_hour, np.nan, hours)
 
@@ -162,9 +164,11 @@ def _extract_parts(values: pd.Series) -> pd.DataFrame:
 
 def _uses_12_hour_clock(parts: pd.DataFrame) -> bool:
     """A CIC-IDS2017 file uses its 12-hour clock unless some unmarked hour is 0 or past 12."""
-    unmarked = parts["meridiem"].isna().to_numpy() & ~parts["iso"].to_numpy()
+    unmarked = parts["meridiem"].isna().to_numpy() & ~parts["iso"].to_numpy(dtype=bool)
     hours = parts["hour"].to_numpy(dtype=np.float64)[unmarked]
     hours = hours[~np.isnan(hours)]
+    if not hours.size:
+        return False  # only ISO or AM/PM times: nothing is on the unmarked 12-hour clock
     return not ((hours == 0) | (hours > 12)).any()
 
 
