@@ -262,6 +262,8 @@ def detect(
     success = False
     batches = None
     try:
+        if interface is not None:
+            logger.info("capturing on %s (run %s loaded)", interface, report.run_id)
         # The reader starts here, after the model: with JAX loaded it is spawned, not forked.
         batches = stream_flows(
             captures,
