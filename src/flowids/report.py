@@ -218,6 +218,13 @@ def _summary_results(record: Mapping[str, Any]) -> str:
         f" {count(m.get('n_benign'))} benign flows called attacks), that is"
         f" {_per10k(m.get('false_alarms_per_10k_benign'))} false alarms per 10,000 benign flows."
     )
+    if m.get("n_benign") == 0:
+        text += (
+            " The test part holds no benign flow, so it cannot measure false alarms; "
+            "score benign flows with `flowids evaluate` for that."
+        )
+    elif m.get("n_attack") == 0:
+        text += " The test part holds no attack flow, so it cannot measure recall."
     decision = record.get("decision") or {}
     if decision.get("rule") and decision["rule"] != "fixed":
         text += (
@@ -322,6 +329,17 @@ def _split_section(record: Mapping[str, Any]) -> str:
     ]
     for reason, n in (split.get("removed") or {}).items():
         rows.append([f"removed before splitting: {reason}", count(n)])
+    details = split.get("details") or {}
+    for key, what in (("train_files", "training files"), ("test_files", "test files")):
+        if details.get(key):
+            rows.append([what, ", ".join(f"`{PurePath(str(p)).name}`" for p in details[key])])
+    for key, what in (("train_time", "training period"), ("test_time", "test period")):
+        if isinstance(details.get(key), Mapping):
+            rows.append([what, f"{details[key].get('first')} to {details[key].get('last')}"])
+    if details.get("test_flows_at_train_end"):
+        rows.append(
+            ["test flows at the last training time", count(details["test_flows_at_train_end"])]
+        )
     text = "## Split\n\n" + markdown_table(["", "value"], rows, "lr")
     twins = split.get("test_twins_in_train")
     if _is_number(twins):

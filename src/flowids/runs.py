@@ -53,6 +53,8 @@ COMPARE_COLUMNS = [
     "preset",
     "split",
     "data",
+    "threshold_rule",
+    "threshold",
     "precision",
     "recall",
     "f1",
@@ -380,6 +382,10 @@ def _summary_value(record: Mapping[str, Any], column: str) -> Any:
     if column == "data":
         files = (record.get("data") or {}).get("files") or []
         return ", ".join(PurePath(str(f.get("path", "?"))).name for f in files) or None
+    if column == "threshold_rule":
+        return (record.get("decision") or {}).get("rule") or (record.get("config") or {}).get(
+            "threshold_rule"
+        )
     if column == "training_seconds":
         return (record.get("training") or {}).get("seconds")
     if column == "prediction_flows_per_s":
@@ -414,7 +420,11 @@ def show_run(path: Path | str) -> str:
     lines = [
         f"run       {record['run_id']}{created}",
         f"model     {record.get('model', '?')}, preset {record.get('preset', '?')}, "
-        f"optimizer {record.get('optimizer', '?')}, {count(record.get('total_params'))} params",
+        + (
+            f"optimizer {record['optimizer']}, {count(record.get('total_params'))} params"
+            if record.get("optimizer")
+            else f"estimator {record.get('estimator', '?')}"
+        ),
         f"data      {_summary_value(record, 'data') or '?'}",
     ]
     if split:
@@ -493,7 +503,7 @@ def compare_runs(paths: Sequence[Path | str], out_dir: Path | str | None = None)
         index=pd.Index([r["run_id"] for r in records], name="run_id"),
         columns=COMPARE_COLUMNS,
     )
-    numeric = COMPARE_COLUMNS[4:]
+    numeric = COMPARE_COLUMNS[5:]
     frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce").astype("float64")
 
     if out_dir is not None:
