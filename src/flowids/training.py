@@ -169,7 +169,8 @@ def write_test_flows(run_dir: Path, table: FlowTable) -> str:
     name = "test_flows.csv.gz"
     origin = table.origin.rename(columns={"file": "source_file", "row": "source_row"})
     identifiers = table.identifiers.drop(columns=["source_file", "source_row"], errors="ignore")
-    if "timestamp" in identifiers and identifiers["timestamp"].astype(bool).all():
+    stamps = identifiers.get("timestamp")
+    if stamps is not None and (stamps.notna() & (stamps.astype(str).str.strip() != "")).all():
         # Written as parsed ISO times: the source file's clock (CIC-IDS2017's 12-hour one
         # without AM/PM) cannot be told from the copy alone.
         from flowids.splits import flow_times
