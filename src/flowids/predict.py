@@ -25,7 +25,6 @@ from flowids.data.readers import (
     DEFAULT_CHUNK_FLOWS,
     FlowTable,
     expand_paths,
-    file_sha256,
     inspect_header,
     iter_flow_chunks,
 )
@@ -147,9 +146,8 @@ class PredictionSummary:
     output: Path | None = None
 
 
-def _output_columns(files: list[Path]) -> list[str]:
+def _output_columns(mappings: list) -> list[str]:
     """Columns of the output: origin, every identifier any file has, label, score, verdict."""
-    mappings = [inspect_header(path) for path in files]
     identifiers = [name for name in IDENTIFIERS if any(name in m.identifiers for m in mappings)]
     label = ["label"] if any(m.has_label for m in mappings) else []
     return ["file", "row", *identifiers, *label, "attack_probability", "verdict"]
@@ -205,38 +203,48 @@ def training_files(run: TrainedRun) -> dict[str, str]:
     return {f["sha256"]: Path(f["path"]).name for f in files if f.get("sha256")}
 
 
-def preflight(run: TrainedRun, files: list[Path], allow_other_producer: bool) -> list[Path]:
-    """Check every file before scoring any, so one bad file never ends a batch half-way.
+def preflight(run: TrainedRun, files: list[Path], allow_other_producer: bool) -> list:
+    """Check every file's header before scoring any, so one bad file never ends a batch.
 
-    Returns the files the run was trained on (by sha256): scores on them are not a test.
+    Returns
+    -------
+    list of HeaderMapping
+        One per file, in order.
 
     Raises
     ------
     MissingFeaturesError, DataError
         If a file lacks a feature the run needs, or comes from another producer.
     """
-    seen = training_files(run)
-    in_training = []
+    mappings = []
     for path in files:
         mapping = inspect_header(path)
         run.preprocessor.check_features(mapping.features, str(path))
         run.preprocessor.check_dialects([mapping.dialect], str(path), allow_other_producer)
-        digest = file_sha256(path) if seen else None
-        if digest in seen:
-            in_training.append(path)
-            logger.warning(
-                "%s: this file is part of the run's own data (same sha256 as %s); its flows "
-                "include training flows, so scores on it are not a test",
-                path,
-                seen[digest],
-            )
-    return in_training
+        mappings.append(mapping)
+    return mappings
+
+
+def _is_training_file(seen: dict[str, str], path: Path, chunk: FlowTable | None) -> bool:
+    """Whether a file just read is one the run was trained on (by the sha256 of its read)."""
+    digest = chunk.reports[0].sha256 if chunk is not None else None
+    if digest not in seen:
+        return False
+    logger.warning(
+        "%s: this file is part of the run's own data (same sha256 as %s); its flows include "
+        "training flows, so scores on it are not a test",
+        path,
+        seen[digest],
+    )
+    return True
 
 
 def score_file(
-    run: TrainedRun, path: Path, chunk_flows: int, allow_other_producer: bool = False
+    run: TrainedRun, path: Path, chunk_flows: int
 ) -> Iterator[tuple[FlowTable, np.ndarray]]:
     """Yield each chunk of a flow file with the attack probability of its flows.
+
+    Check the file with :func:`preflight` first.
 
     For a run with windows, a flow's window holds the flows of its key read before it in the
     same file (the state is per file, as windows never cross files in training either).
@@ -245,9 +253,6 @@ def score_file(
     validity = run.preprocessor.validity  # as the training flows were read
     with closing(iter_flow_chunks(path, chunk_flows, validity)) as chunks:
         for chunk in chunks:
-            run.preprocessor.check_dialects(
-                [chunk.reports[0].dialect], str(path), allow_other_producer
-            )
             yield chunk, run.score_table(chunk, str(path), state)
 
 
@@ -273,10 +278,12 @@ def evaluate_files(
     results: dict[str, dict] = {}
     together = _Scores()
     files = expand_paths(paths)
-    in_training = preflight(run, files, allow_other_producer)
+    preflight(run, files, allow_other_producer)
+    seen = training_files(run)
     for path in files:
         scores = _Scores()
-        for chunk, probability in score_file(run, path, chunk_flows, allow_other_producer):
+        chunk = None
+        for chunk, probability in score_file(run, path, chunk_flows):
             scores.add(chunk.labels, probability)
             together.add(chunk.labels, probability)
         if not scores.complete:
@@ -287,7 +294,7 @@ def evaluate_files(
         results[str(path)] = scores.metrics(run.threshold)
         if results[str(path)] is None:
             raise DataError(f"{path}: no flow records to evaluate")
-        results[str(path)]["in_training_data"] = path in in_training
+        results[str(path)]["in_training_data"] = _is_training_file(seen, path, chunk)
     if len(results) > 1:
         results["all files"] = together.metrics(run.threshold)
     return results
@@ -313,8 +320,8 @@ def predict_files(
     kind = "jsonl" if {".jsonl", ".json"} & set(suffixes) else "csv"
     files = expand_paths(paths)
     check_output_path(output, files)
-    preflight(run, files, allow_other_producer)
-    columns = _output_columns(files)
+    columns = _output_columns(preflight(run, files, allow_other_producer))
+    seen = training_files(run)
     summary = PredictionSummary(output=output)
     scores = _Scores()
 
@@ -324,13 +331,15 @@ def predict_files(
         with bar, _open_output(tmp, gzipped=suffixes[-1:] == [".gz"]) as handle:
             for path in files:
                 counts = {"flows": 0, "attacks": 0}
-                for chunk, probability in score_file(run, path, chunk_flows, allow_other_producer):
+                chunk = None
+                for chunk, probability in score_file(run, path, chunk_flows):
                     frame = _output_frame(chunk, probability, run.threshold, columns)
                     _write_frame(frame, handle, kind, first=not summary.flows + counts["flows"])
                     scores.add(chunk.labels, probability)
                     counts["flows"] += len(frame)
                     counts["attacks"] += int((frame["verdict"] == "attack").sum())
                     bar.update(len(frame))
+                _is_training_file(seen, path, chunk)
                 summary.per_file[str(path)] = counts
                 summary.flows += counts["flows"]
                 summary.attacks += counts["attacks"]

@@ -224,15 +224,6 @@ def _unique_files(paths: list[Path]) -> list[Path]:
     return list(unique.values())
 
 
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes as stored (compressed files hash compressed)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _open_binary(path: Path) -> io.BufferedIOBase:
     """Open a file for reading bytes, decompressing it if it starts with the gzip magic."""
     if _is_gzip(path):
